@@ -1,0 +1,68 @@
+"""Every storage name in one place: SQLite tables and Redis keys and channels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RedisKeys", "SQLiteTables"]
+
+
+class SQLiteTables:
+    META = "meta"
+    PEERS = "peers"
+    MESSAGES = "messages"
+    EVENTS = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    """Key and channel names for one namespace.
+
+    Everything shares the hash tag ``{namespace}``, so multi-key commands and
+    scripts stay legal on Redis Cluster.
+    """
+
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        return f"peers:{{{self.namespace}}}:"
+
+    def peer(self, peer_id: str) -> str:
+        """Hash: the peer record (kept while offline, for successors and history)."""
+        return f"{self.prefix}peer:{peer_id}"
+
+    def alive(self, peer_id: str) -> str:
+        """String with a TTL: present while the peer heartbeats."""
+        return f"{self.prefix}alive:{peer_id}"
+
+    @property
+    def registry(self) -> str:
+        """Sorted set: peer id -> last seen, for listing without SCAN."""
+        return f"{self.prefix}registry"
+
+    def name(self, name: str) -> str:
+        """String: the id of the latest holder of a name (claimed with SET NX or a script)."""
+        return f"{self.prefix}name:{name}"
+
+    def mailbox(self, peer_id: str) -> str:
+        """Stream: the peer's unacked mail, with one consumer group."""
+        return f"{self.prefix}mbox:{peer_id}"
+
+    def message(self, message_id: str) -> str:
+        """String with a TTL of the retention window: a message by id (reply_to, history)."""
+        return f"{self.prefix}msg:{message_id}"
+
+    @property
+    def log(self) -> str:
+        """Stream: capped history of events (sends, acks, presence) for log and tail."""
+        return f"{self.prefix}log"
+
+    def wake_channel(self, peer_id: str) -> str:
+        """Pub/sub channel: a payload-free doorbell rung after a send."""
+        return f"{self.prefix}wake:{peer_id}"
+
+    @property
+    def events_channel(self) -> str:
+        """Pub/sub channel: presence and message events."""
+        return f"{self.prefix}events"

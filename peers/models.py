@@ -1,0 +1,171 @@
+"""The data peers stores and exchanges: peers, messages, events, filters."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "DeliveryState",
+    "Event",
+    "EventKind",
+    "GcReport",
+    "HistoryQuery",
+    "Message",
+    "MessageRecord",
+    "Peer",
+    "PeerFilter",
+    "PeerUpdate",
+    "ReceiveMode",
+    "Scope",
+    "SenderKind",
+]
+
+
+class ReceiveMode(StrEnum):
+    PUSH = "push"
+    POLL = "poll"
+
+
+class SenderKind(StrEnum):
+    PEER = "peer"
+    # Sent from the command line: nobody vouches for it, shown as unverified.
+    CLI = "cli"
+
+
+class Scope(StrEnum):
+    MACHINE = "machine"
+    DIRECTORY = "directory"
+    REPO = "repo"
+    ALL = "all"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    EXPIRED = "expired"
+
+
+class EventKind(StrEnum):
+    JOIN = "join"
+    LEAVE = "leave"
+    SUMMARY = "summary"
+    RENAME = "rename"
+    MESSAGE = "message"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Peer(_Model):
+    id: str
+    namespace: str
+    name: str | None = None
+    host: str
+    pid: int
+    # Process start time (seconds since boot on Linux): a pid alone can be reused.
+    pid_start: float | None = None
+    cwd: str
+    git_root: str | None = None
+    git_common_dir: str | None = None
+    git_remote: str | None = None
+    branch: str | None = None
+    tty: str | None = None
+    client: str = "unknown"
+    receive_mode: ReceiveMode = ReceiveMode.POLL
+    summary: str = ""
+    files: tuple[str, ...] = ()
+    registered_at: float = Field(default_factory=time.time)
+    last_seen: float = Field(default_factory=time.time)
+    # False once the peer unregistered or was reaped; a named offline peer is kept
+    # so that mail sent to it waits for its successor.
+    online: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.id})" if self.name else self.id
+
+    @property
+    def repo(self) -> str | None:
+        return self.git_remote or self.git_root
+
+
+class PeerUpdate(_Model):
+    """Fields to change on a live peer; None leaves a field as it is."""
+
+    summary: str | None = None
+    files: tuple[str, ...] | None = None
+    name: str | None = None
+    receive_mode: ReceiveMode | None = None
+
+
+class PeerFilter(_Model):
+    """Which live peers to list; every set field must match."""
+
+    host: str | None = None
+    cwd: str | None = None
+    # Same repository: equal git common dir or equal normalised remote.
+    git_common_dir: str | None = None
+    git_remote: str | None = None
+    exclude_id: str | None = None
+
+    def matches(self, peer: Peer) -> bool:
+        if self.exclude_id is not None and peer.id == self.exclude_id:
+            return False
+        if self.host is not None and peer.host != self.host:
+            return False
+        if self.cwd is not None and peer.cwd != self.cwd:
+            return False
+        if self.git_common_dir is not None or self.git_remote is not None:
+            same_dir = self.git_common_dir is not None and peer.git_common_dir == self.git_common_dir
+            same_remote = self.git_remote is not None and peer.git_remote == self.git_remote
+            if not (same_dir or same_remote):
+                return False
+        return True
+
+
+class Message(_Model):
+    id: str
+    namespace: str
+    sender_id: str
+    sender_name: str | None = None
+    sender_kind: SenderKind = SenderKind.PEER
+    recipient_id: str
+    body: str
+    reply_to: str | None = None
+    broadcast: bool = False
+    sent_at: float = Field(default_factory=time.time)
+
+
+class MessageRecord(_Model):
+    """A message in the history, with what became of it."""
+
+    message: Message
+    state: DeliveryState
+    acked_at: float | None = None
+
+
+class HistoryQuery(_Model):
+    peer_id: str | None = None  # sent by or to this peer
+    since: float | None = None
+    limit: int = 100
+
+
+class Event(_Model):
+    """A presence change or a sent message, as `peers tail` shows it."""
+
+    kind: EventKind
+    at: float = Field(default_factory=time.time)
+    peer_id: str
+    peer_name: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class GcReport(_Model):
+    peers_removed: int = 0
+    messages_removed: int = 0
+    wakeups_removed: int = 0

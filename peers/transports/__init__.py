@@ -1,0 +1,50 @@
+"""Transport registry: the backend is chosen by the scheme of ``PEERS_URL``.
+
+Backends are imported lazily, so SQLite users never import redis.
+A ready-made :class:`Transport` can be handed to the service directly too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import TYPE_CHECKING
+
+from peers.errors import ConfigError
+from peers.transports.base import Capabilities, Transport
+
+if TYPE_CHECKING:
+    from peers.config import Settings
+
+__all__ = ["SCHEMES", "Capabilities", "Transport", "create_transport", "transport_class"]
+
+# scheme -> "module:Class"
+SCHEMES: dict[str, str] = {
+    "sqlite": "peers.transports.sqlite:SQLiteTransport",
+    "redis": "peers.transports.redis:RedisTransport",
+    "rediss": "peers.transports.redis:RedisTransport",
+    "unix": "peers.transports.redis:RedisTransport",
+}
+
+
+def transport_class(url: str) -> type[Transport]:
+    """The transport class for a URL, or a ConfigError naming the known schemes."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    target = SCHEMES.get(scheme)
+    if target is None:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
+        hint = difflib.get_close_matches(scheme, SCHEMES, n=1)
+        did_you_mean = f" (did you mean {hint[0]}://?)" if hint else ""
+        shown = f"'{scheme}://'" if scheme else "no scheme"
+        raise ConfigError(
+            f"PEERS_URL {url!r} has {shown}{did_you_mean}; known schemes: {known}"
+        )
+    module_name, class_name = target.split(":")
+    module = importlib.import_module(module_name)
+    cls: type[Transport] = getattr(module, class_name)
+    return cls
+
+
+def create_transport(settings: Settings) -> Transport:
+    """A transport for the configured URL and namespace (not yet connected)."""
+    return transport_class(settings.url).from_settings(settings)
