@@ -118,3 +118,45 @@ def ancestors(pid: int, limit: int = 32) -> list[ProcessInfo]:
         chain.append(info)
         current = info.ppid
     return chain
+
+
+# Processes that merely start the MCP server on an agent's behalf.
+LAUNCHERS = frozenset(
+    {
+        "uv",
+        "uvx",
+        "env",
+        "sh",
+        "bash",
+        "zsh",
+        "dash",
+        "fish",
+        "nohup",
+        "timeout",
+        "npx",
+        "npm",
+        "pipx",
+        "sudo",
+        "setsid",
+        "python",
+        "python3",
+        "peers",
+    }
+)
+
+
+def _launcher_name(info: ProcessInfo) -> str:
+    name = info.exe_name
+    # "python3.11", "python3.12": versioned interpreters are launchers too.
+    if name.startswith("python"):
+        return "python"
+    return name
+
+
+def find_agent_process(server_pid: int) -> ProcessInfo | None:
+    """The agent session that launched an MCP server: the first ancestor that is not a launcher."""
+    chain = ancestors(server_pid)
+    for info in chain[1:]:
+        if _launcher_name(info) not in LAUNCHERS:
+            return info
+    return None
