@@ -84,6 +84,8 @@ class Peer(_Model):
     # False once the peer unregistered or was reaped; a named offline peer is kept
     # so that mail sent to it waits for its successor.
     online: bool = True
+    # Set when a later session took over this peer's name (and its mail).
+    successor: str | None = None
 
     @property
     def label(self) -> str:
