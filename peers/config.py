@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     host: str = Field(default_factory=socket.gethostname)
     client: str | None = None
     push: PushMode = PushMode.AUTO
+    # The key under which the client registered this MCP server (the channel flag names it).
+    server_name: str = c.SERVER_NAME
 
     log_level: str = "info"
     log_format: Literal["console", "json"] = "console"

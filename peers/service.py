@@ -1,0 +1,457 @@
+"""The service layer: every rule of peers, above any transport.
+
+The MCP server and the CLI are thin faces over :class:`PeersService`; neither
+talks to a store directly. Validation, limits, scopes, name resolution,
+broadcast, reply checks, rate limits and the kill rules all live here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import unicodedata
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from peers import constants as c
+from peers.config import Settings
+from peers.errors import (
+    AmbiguousTarget,
+    InvalidInput,
+    MessageNotFound,
+    NotPermitted,
+    PeerNotFound,
+    RateLimited,
+)
+from peers.ids import new_message_id, new_peer_id
+from peers.models import (
+    Message,
+    Peer,
+    PeerFilter,
+    PeerUpdate,
+    ReceiveMode,
+    Scope,
+    SenderKind,
+)
+from peers.procinfo import find_agent_process, process_alive, process_info
+from peers.transports.base import Transport
+
+__all__ = [
+    "BroadcastResult",
+    "Delivery",
+    "KillResult",
+    "PeersService",
+    "SendResult",
+    "Sender",
+    "clean_text",
+]
+
+Delivery = Literal["push", "poll", "queued"]
+
+# Bidirectional overrides can make a message read differently from what it says.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+CLI_ID_PREFIX = "cli-"
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters other than newline and tab (and bidi overrides)."""
+    return "".join(
+        ch
+        for ch in text
+        if ch in "\n\t" or (unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS)
+    )
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", errors="surrogatepass"))
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who sends: a registered peer, or an ephemeral command-line sender."""
+
+    id: str
+    name: str | None
+    kind: SenderKind
+    peer: Peer | None = None
+
+    @classmethod
+    def of(cls, peer: Peer) -> Sender:
+        return cls(peer.id, peer.name, SenderKind.PEER, peer)
+
+    @classmethod
+    def cli(cls, label: str | None = None) -> Sender:
+        # A fresh id each time: nobody can reply to it by accident.
+        user = label or os.environ.get("USER") or "cli"
+        return cls(CLI_ID_PREFIX + new_peer_id(), f"cli:{user}"[:64], SenderKind.CLI)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    message: Message
+    recipient: Peer
+    delivery: Delivery
+
+    @property
+    def summary(self) -> str:
+        how = {
+            "push": "it will arrive by push",
+            "poll": "it will see it on its next tool call",
+            "queued": "the peer is offline; the message waits for its next session",
+        }[self.delivery]
+        return f"sent {self.message.id} to {self.recipient.label}: {how}"
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastResult:
+    scope: Scope
+    results: tuple[SendResult, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class KillResult:
+    peer: Peer
+    pid: int
+    command: str
+    signal: str
+
+
+class _RateLimiter:
+    """A sliding one-minute window per sender id."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._sent: dict[str, deque[float]] = {}
+
+    def check(self, sender_id: str, cost: int = 1) -> None:
+        now = time.monotonic()
+        window = self._sent.setdefault(sender_id, deque())
+        while window and window[0] <= now - 60.0:
+            window.popleft()
+        if len(window) + cost > self.per_minute:
+            wait = 60.0 - (now - window[0]) if window else 60.0
+            raise RateLimited(
+                f"rate limit reached: at most {self.per_minute} messages a minute "
+                f"(PEERS_RATE_LIMIT); try again in {wait:.0f} s. If two agents keep "
+                "answering each other, stop replying to messages that need no answer."
+            )
+        window.extend([now] * cost)
+
+
+class PeersService:
+    """The rules of peers over one transport (one namespace)."""
+
+    def __init__(self, transport: Transport, settings: Settings) -> None:
+        self.transport = transport
+        self.settings = settings
+        self._rate = _RateLimiter(settings.rate_limit)
+
+    # -- validation ----------------------------------------------------------
+
+    def validate_name(self, name: object) -> str:
+        if not isinstance(name, str) or not c.NAME_PATTERN.fullmatch(name):
+            raise InvalidInput(f"invalid name {name!r}: a name is {c.NAME_RULE}")
+        return name
+
+    def validate_body(self, body: object) -> str:
+        if not isinstance(body, str):
+            raise InvalidInput(f"message must be text, not {type(body).__name__}")
+        cleaned = clean_text(body)
+        if not cleaned.strip():
+            raise InvalidInput("message is empty; write some text to send")
+        size = _utf8_len(cleaned)
+        limit = self.settings.max_message_bytes
+        if size > limit:
+            raise InvalidInput(
+                f"message is {size:,} bytes; the limit is {limit:,} bytes "
+                "(PEERS_MAX_MESSAGE_BYTES): shorten it or point to a file instead"
+            )
+        return cleaned
+
+    def validate_summary(self, summary: object) -> str:
+        if not isinstance(summary, str):
+            raise InvalidInput(f"summary must be text, not {type(summary).__name__}")
+        cleaned = clean_text(summary).strip()
+        size = _utf8_len(cleaned)
+        limit = self.settings.max_summary_bytes
+        if size > limit:
+            raise InvalidInput(
+                f"summary is {size:,} bytes; the limit is {limit:,} bytes (PEERS_MAX_SUMMARY_BYTES)"
+            )
+        return cleaned
+
+    def validate_files(self, files: Sequence[str]) -> tuple[str, ...]:
+        cleaned = tuple(clean_text(f).strip() for f in files if isinstance(f, str))
+        return tuple(f for f in cleaned if f)[: c.MAX_FILES]
+
+    @staticmethod
+    def parse_scope(scope: object) -> Scope:
+        if isinstance(scope, Scope):
+            return scope
+        allowed = ", ".join(s.value for s in Scope)
+        if not isinstance(scope, str):
+            raise InvalidInput(f"scope must be one of: {allowed}")
+        try:
+            return Scope(scope.strip().lower())
+        except ValueError:
+            raise InvalidInput(f"unknown scope {scope!r}; use one of: {allowed}") from None
+
+    # -- peers ---------------------------------------------------------------
+
+    def new_peer(
+        self,
+        *,
+        cwd: str,
+        pid: int,
+        pid_start: float | None,
+        name: str | None = None,
+        git_root: str | None = None,
+        git_common_dir: str | None = None,
+        git_remote: str | None = None,
+        branch: str | None = None,
+        tty: str | None = None,
+        client: str = "unknown",
+        receive_mode: ReceiveMode = ReceiveMode.POLL,
+        summary: str = "",
+        files: Sequence[str] = (),
+    ) -> Peer:
+        """A peer record for this host and namespace with a fresh id (validated, not stored)."""
+        return Peer(
+            id=new_peer_id(),
+            namespace=self.transport.namespace,
+            name=self.validate_name(name) if name is not None else None,
+            host=self.settings.host,
+            pid=pid,
+            pid_start=pid_start,
+            cwd=cwd,
+            git_root=git_root,
+            git_common_dir=git_common_dir,
+            git_remote=git_remote,
+            branch=branch,
+            tty=tty,
+            client=client,
+            receive_mode=receive_mode,
+            summary=self.validate_summary(summary),
+            files=self.validate_files(files),
+        )
+
+    async def register(self, peer: Peer) -> Peer:
+        """Store a peer as live (claims its name; inherits the name's unread mail)."""
+        return await self.transport.register(peer)
+
+    async def unregister(self, peer_id: str) -> None:
+        await self.transport.unregister(peer_id)
+
+    async def heartbeat(self, peer_id: str) -> None:
+        await self.transport.heartbeat(peer_id)
+
+    async def set_summary(self, peer_id: str, summary: object) -> Peer:
+        return await self.transport.update_peer(
+            peer_id, PeerUpdate(summary=self.validate_summary(summary))
+        )
+
+    async def set_files(self, peer_id: str, files: Sequence[str]) -> Peer:
+        return await self.transport.update_peer(
+            peer_id, PeerUpdate(files=self.validate_files(files))
+        )
+
+    async def set_name(self, peer_id: str, name: object) -> Peer:
+        return await self.transport.update_peer(peer_id, PeerUpdate(name=self.validate_name(name)))
+
+    async def set_receive_mode(self, peer_id: str, mode: ReceiveMode) -> Peer:
+        return await self.transport.update_peer(peer_id, PeerUpdate(receive_mode=mode))
+
+    def scope_filter(self, scope: Scope, me: Peer | None, exclude_self: bool = True) -> PeerFilter:
+        """The filter for a scope as seen from ``me`` (or from this host, without a peer)."""
+        exclude = me.id if me is not None and exclude_self else None
+        if scope is Scope.ALL:
+            return PeerFilter(exclude_id=exclude)
+        if scope is Scope.MACHINE:
+            return PeerFilter(host=me.host if me else self.settings.host, exclude_id=exclude)
+        if me is None:
+            raise InvalidInput(f"scope '{scope.value}' needs a session; use 'machine' or 'all'")
+        if scope is Scope.DIRECTORY:
+            return PeerFilter(host=me.host, cwd=me.cwd, exclude_id=exclude)
+        if me.git_common_dir is None and me.git_remote is None:
+            raise InvalidInput(
+                f"scope 'repo' needs a git repository, and {me.cwd} is not in one; "
+                "use 'directory', 'machine' or 'all'"
+            )
+        # A common dir is only comparable on one host; the remote works anywhere.
+        return PeerFilter(
+            git_common_dir=me.git_common_dir, git_remote=me.git_remote, exclude_id=exclude
+        )
+
+    async def list_peers(self, scope: object = Scope.MACHINE, me: Peer | None = None) -> list[Peer]:
+        """Live peers in a scope, other than ``me``."""
+        flt = self.scope_filter(self.parse_scope(scope), me)
+        peers = await self.transport.list_peers(flt)
+        if flt.git_common_dir is not None and me is not None:
+            # Same common dir counts only on the same host (paths mean nothing elsewhere).
+            peers = [
+                p
+                for p in peers
+                if (p.git_remote and p.git_remote == me.git_remote)
+                or (p.host == me.host and p.git_common_dir == me.git_common_dir)
+            ]
+        return peers
+
+    async def resolve(self, target: object) -> Peer:
+        """A peer from an id, a name, or an unambiguous prefix of either."""
+        if not isinstance(target, str) or not target.strip():
+            raise InvalidInput("target must be a peer id or name (see list_peers)")
+        target = target.strip()
+        if target.startswith(CLI_ID_PREFIX):
+            raise PeerNotFound(
+                f"{target} was a command-line sender; there is no session to reply to"
+            )
+        peer = await self.transport.get_peer(target)
+        if peer is not None and peer.online:
+            return peer
+        by_name = await self.transport.get_peer_by_name(target.lower())
+        if by_name is not None:
+            return by_name
+        if peer is not None:
+            return peer
+        live = await self.transport.list_peers(PeerFilter())
+        matches = {
+            p.id: p
+            for p in live
+            if p.id.startswith(target) or (p.name is not None and p.name.startswith(target.lower()))
+        }
+        if len(matches) == 1:
+            return next(iter(matches.values()))
+        if len(matches) > 1:
+            raise AmbiguousTarget(target, sorted(p.label for p in matches.values()))
+        raise PeerNotFound(
+            f"no peer '{target}' in namespace '{self.transport.namespace}'; "
+            "list_peers shows who is there"
+        )
+
+    async def whois(self, peer_id: str) -> Peer:
+        peer = await self.transport.get_peer(peer_id)
+        if peer is None:
+            raise PeerNotFound(f"no peer with id '{peer_id}'")
+        return peer
+
+    # -- messages ------------------------------------------------------------
+
+    def _delivery(self, peer: Peer) -> Delivery:
+        if not peer.online:
+            return "queued"
+        return "push" if peer.receive_mode is ReceiveMode.PUSH else "poll"
+
+    async def _check_reply_to(self, sender: Sender, reply_to: object) -> str | None:
+        if reply_to is None or reply_to == "":
+            return None
+        if not isinstance(reply_to, str):
+            raise InvalidInput("reply_to must be a message id (text)")
+        original = await self.transport.get_message(reply_to.strip())
+        if original is None:
+            raise MessageNotFound(
+                f"reply_to '{reply_to}' is not a message id known in the last "
+                f"{self.settings.retention / 86400:g} days"
+            )
+        if sender.id not in (original.sender_id, original.recipient_id):
+            raise InvalidInput(f"reply_to '{reply_to}' is not a message you sent or received")
+        return original.id
+
+    def _message(
+        self, sender: Sender, recipient: Peer, body: str, reply_to: str | None, broadcast: bool
+    ) -> Message:
+        return Message(
+            id=new_message_id(),
+            namespace=self.transport.namespace,
+            sender_id=sender.id,
+            sender_name=sender.name,
+            sender_kind=sender.kind,
+            recipient_id=recipient.id,
+            body=body,
+            reply_to=reply_to,
+            broadcast=broadcast,
+        )
+
+    async def send(
+        self, sender: Sender, target: object, body: object, reply_to: object = None
+    ) -> SendResult:
+        """Send one message to a peer by id or name (queued if the named peer is offline)."""
+        text = self.validate_body(body)
+        recipient = await self.resolve(target)
+        if recipient.id == sender.id:
+            raise InvalidInput("that is your own id; pick another peer (list_peers)")
+        reply = await self._check_reply_to(sender, reply_to)
+        self._rate.check(sender.id)
+        stored = await self.transport.send(self._message(sender, recipient, text, reply, False))
+        if stored.recipient_id != recipient.id:
+            recipient = await self.whois(stored.recipient_id)
+        return SendResult(stored, recipient, self._delivery(recipient))
+
+    async def broadcast(
+        self, sender: Sender, body: object, scope: object = Scope.MACHINE
+    ) -> BroadcastResult:
+        """One message to every live peer in the scope, never to the sender."""
+        text = self.validate_body(body)
+        scope_ = self.parse_scope(scope)
+        recipients = await self.list_peers(scope_, sender.peer)
+        recipients = [p for p in recipients if p.id != sender.id]
+        self._rate.check(sender.id)
+        results = []
+        for peer in recipients:
+            stored = await self.transport.send(self._message(sender, peer, text, None, True))
+            results.append(SendResult(stored, peer, self._delivery(peer)))
+        return BroadcastResult(scope_, tuple(results))
+
+    async def pending(self, peer_id: str, limit: int = c.FETCH_LIMIT) -> list[Message]:
+        """Unread mail without consuming it."""
+        return await self.transport.fetch(peer_id, limit)
+
+    async def ack(self, peer_id: str, message_ids: Sequence[str]) -> int:
+        return await self.transport.ack(peer_id, message_ids) if message_ids else 0
+
+    async def check_messages(self, peer_id: str, limit: int = c.FETCH_LIMIT) -> list[Message]:
+        """Return the unread mail and acknowledge it (the poll path)."""
+        messages = await self.transport.fetch(peer_id, limit)
+        await self.ack(peer_id, [m.id for m in messages])
+        return messages
+
+    async def wait_for_mail(self, peer_id: str, timeout: float) -> bool:
+        return await self.transport.wait_for_mail(peer_id, timeout)
+
+    # -- kill ----------------------------------------------------------------
+
+    async def kill_peer(
+        self, target: object, requester: Peer | None = None, sig: signal.Signals = signal.SIGTERM
+    ) -> KillResult:
+        """End the agent session behind a peer on this host owned by this user."""
+        peer = await self.resolve(target)
+        if requester is not None and peer.id == requester.id:
+            raise NotPermitted("refusing to end your own session")
+        if peer.host != self.settings.host:
+            raise NotPermitted(
+                f"{peer.label} runs on host '{peer.host}', not this host ('{self.settings.host}'); "
+                "a session can only be ended from its own host"
+            )
+        if not peer.online or not process_alive(peer.pid, peer.pid_start):
+            raise PeerNotFound(
+                f"{peer.label} is not running (its MCP server pid {peer.pid} is gone)"
+            )
+        server = process_info(peer.pid)
+        if server is None or (server.uid is not None and server.uid != os.getuid()):
+            raise NotPermitted(f"{peer.label} (pid {peer.pid}) belongs to another user")
+        agent = find_agent_process(peer.pid)
+        if agent is None or agent.pid <= 1:
+            raise NotPermitted(
+                f"could not find the agent process above {peer.label}'s MCP server (pid {peer.pid})"
+            )
+        if agent.uid is not None and agent.uid != os.getuid():
+            raise NotPermitted(f"the agent process {agent.pid} belongs to another user")
+        try:
+            os.kill(agent.pid, sig)
+        except ProcessLookupError:
+            raise PeerNotFound(f"the agent process {agent.pid} already exited") from None
+        except PermissionError:
+            raise NotPermitted(f"not allowed to signal process {agent.pid}") from None
+        return KillResult(peer, agent.pid, " ".join(agent.argv)[:200], sig.name)
