@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Check",
+    "CheckStatus",
     "DeliveryState",
     "Event",
     "EventKind",
@@ -165,6 +167,21 @@ class Event(_Model):
     peer_id: str
     peer_name: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckStatus(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class Check(_Model):
+    """One finding of `peers doctor`: what was checked, how it went, and the fix."""
+
+    name: str
+    status: CheckStatus
+    detail: str = ""
+    fix: str = ""
 
 
 class GcReport(_Model):

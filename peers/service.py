@@ -315,7 +315,12 @@ class PeersService:
         if by_name is not None:
             return by_name
         if peer is not None:
-            return peer
+            if peer.name or peer.successor:
+                return peer  # the transport forwards to whoever took the name
+            raise PeerNotFound(
+                f"peer {peer.id} went offline and had no name, so no later session will "
+                "read mail sent to it"
+            )
         live = await self.transport.list_peers(PeerFilter())
         matches = {
             p.id: p

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from peers.models import (
+    Check,
     Event,
     GcReport,
     HistoryQuery,
@@ -165,6 +166,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def events(self) -> AsyncIterator[Event]:
         """Live join, leave, summary, rename and message events from now on, until closed."""
+
+    async def diagnostics(self) -> list[Check]:
+        """Backend-specific health checks for `peers doctor` (none by default)."""
+        return []
 
     @abc.abstractmethod
     async def gc(self) -> GcReport:
