@@ -1,0 +1,5 @@
+"""``python -m peers``: the same as the ``peers`` command."""
+
+from peers.cli import main
+
+main()
