@@ -29,5 +29,17 @@ SQLITE_SCHEMA_VERSION: Final = 1
 REDIS_GROUP: Final = "peers"
 REDIS_EVENT_LOG_MAXLEN: Final = 10_000
 REDIS_BLOCK_MS: Final = 5_000
+# Command connection: reads longer than this mean a dead server (scripts are short).
+REDIS_SOCKET_TIMEOUT: Final = 10.0
+REDIS_CONNECT_TIMEOUT: Final = 5.0
+# Retries on connection errors, with exponential backoff: 0.1, 0.2, 0.4, 0.8 s.
+REDIS_RETRIES: Final = 4
+REDIS_BACKOFF_BASE: Final = 0.05
+REDIS_BACKOFF_CAP: Final = 1.0
+REDIS_HEALTH_CHECK_INTERVAL: Final = 30
+# How far send follows successor pointers (a name changing hands this often is a bug).
+REDIS_MAX_SUCCESSOR_HOPS: Final = 32
+# Look-then-claim rounds a registration may lose to concurrent claims before giving up.
+REDIS_CLAIM_ATTEMPTS: Final = 10
 
 SERVER_NAME: Final = "peers"
