@@ -344,8 +344,14 @@ class PeersService:
 
     # -- messages ------------------------------------------------------------
 
+    def is_live(self, peer: Peer) -> bool:
+        """The contract's liveness rule, for a record already in hand."""
+        if not peer.online or peer.last_seen < time.time() - self.settings.peer_ttl:
+            return False
+        return peer.host != self.settings.host or process_alive(peer.pid, peer.pid_start)
+
     def _delivery(self, peer: Peer) -> Delivery:
-        if not peer.online:
+        if not self.is_live(peer):
             return "queued"
         return "push" if peer.receive_mode is ReceiveMode.PUSH else "poll"
 
