@@ -1,0 +1,1359 @@
+"""Redis transport: one Redis server shared by sessions on many hosts.
+
+Supports
+    Everything in the contract, across hosts: peers, durable mailboxes,
+    inheritance of a name's mail, history, live events and push. Each mailbox
+    is a stream with one consumer group (``constants.REDIS_GROUP``): fetch
+    reads the group's pending entries, then new ones, without consuming; ack
+    is XACK + XDEL, so a stream holds only unacked mail. Push is a
+    payload-free pub/sub doorbell per recipient rung after each send; the
+    streams stay the source of truth, so a missed doorbell costs only the
+    caller's safety re-check. Events are read with XREAD BLOCK from a capped
+    log stream. Liveness is a key per live peer with a TTL of ``peer_ttl``
+    (plus a pid check for peers on this host), listed through a sorted-set
+    registry, never KEYS or SCAN. Name claims, sends (following successor
+    pointers) and mail inheritance are Lua scripts, so each is atomic. Every
+    key is ``peers:{<namespace>}:...`` (see :class:`peers.keys.RedisKeys`):
+    one hash tag, so the scripts stay legal on one Redis Cluster slot.
+    A Redis restart that keeps its data (AOF) is ridden out by retries; after
+    one that lost it, heartbeat raises PeerNotFound (the server re-registers)
+    and missing consumer groups are re-created.
+
+URL format
+    ``redis://[[user]:password@]host[:port][/db]``
+    ``rediss://[[user]:password@]host[:port][/db]`` (TLS)
+    ``unix://[[user]:password@]/path/to/redis.sock[?db=N]``
+    User and password are the ACL login (``deploy/redis/users.acl`` lists the
+    commands peers needs). Passwords are redacted in every message.
+
+Options
+    From the settings: ``PEERS_NAMESPACE``, ``PEERS_PEER_TTL`` (alive-key TTL),
+    ``PEERS_RETENTION`` (delivered mail, history, offline peers),
+    and for ``rediss://`` ``PEERS_REDIS_CA_FILE``, ``PEERS_REDIS_CA_PATH``,
+    ``PEERS_REDIS_CERT_FILE``, ``PEERS_REDIS_KEY_FILE`` (client certificate)
+    and ``PEERS_REDIS_VERIFY`` (false skips certificate and host name checks).
+    URL query options of redis-py (``socket_timeout``, ...) pass through.
+    The server should run with ``appendonly yes`` and
+    ``maxmemory-policy noeviction`` (``deploy/redis/compose.yaml``):
+    ``peers doctor`` warns otherwise.
+    :meth:`RedisTransport.from_client` takes a ready-made
+    ``redis.asyncio.Redis`` (fakeredis in tests) instead of a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from peers import constants as c
+from peers.config import Settings, redact_url
+from peers.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+    InvalidInput,
+    NameTaken,
+    PeerNotFound,
+)
+from peers.keys import RedisKeys
+from peers.log import get_logger
+from peers.models import (
+    Check,
+    CheckStatus,
+    DeliveryState,
+    Event,
+    EventKind,
+    GcReport,
+    HistoryQuery,
+    Message,
+    MessageRecord,
+    Peer,
+    PeerFilter,
+    PeerUpdate,
+)
+from peers.procinfo import process_alive
+from peers.transports.base import Capabilities, Transport
+
+__all__ = ["RedisTransport"]
+
+_log = get_logger(__name__)
+
+_SCHEMES: Final = ("redis", "rediss", "unix")
+# events() replays the log from this long before it was called and drops what
+# happened before the call by timestamp: the server's clock and ours differ a little.
+_EVENT_REPLAY_MS: Final = 2_000
+_EVENT_BATCH: Final = 200
+# events() gives up after this many failed reads in a row (about half a minute).
+_EVENT_RETRIES: Final = 15
+_HISTORY_BATCH: Final = 500
+# history() stops scanning the log this long before `since` (clock skew between writers).
+_HISTORY_SKEW: Final = 60.0
+# How long register() waits for the server to confirm a doorbell subscription.
+_SUBSCRIBE_CONFIRM: Final = 5.0
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+# -- server-side scripts ---------------------------------------------------------------
+#
+# Every script gets the same first ARGVs: the key stems from RedisKeys (so key
+# names are built in one place) and the group and log length. KEYS[1] is always a
+# key of the namespace, which routes the script to its slot.
+
+_PRELUDE = """
+local PEER, ALIVE, MBOX, MSG, NAME, WAKE, REGISTRY, LOG =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local GROUP, MAXLEN = ARGV[9], ARGV[10]
+local function log(...)
+  return redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', ...)
+end
+local function make_group(stream)
+  -- MKSTREAM at 0: mail already in the stream is read too. BUSYGROUP is fine.
+  redis.pcall('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')
+end
+"""
+_NARGS: Final = 10  # ARGVs the prelude consumes
+
+# Register a peer (or rename one) and claim its name.
+# ARGV[11..]: id, name ('' = none), expected holder ('' = none), mode
+# ('register' | 'rename'), record json, now, ttl ms, event kind, event data json.
+# Returns {'ok'} | {'raced', holder} | {'taken', holder} | {'gone'}.
+_CLAIM = """
+local id, name, expected, mode = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
+local record, now, ttl, kind, data = ARGV[15], ARGV[16], ARGV[17], ARGV[18], ARGV[19]
+local peer = KEYS[1]
+
+-- An entry's place in commit order: its first stream id, kept in 'o' across moves.
+local function order_of(entry)
+  local f = entry[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'o' then return f[i + 1] end
+  end
+  return entry[1]
+end
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  if tonumber(am) ~= tonumber(bm) then return tonumber(am) < tonumber(bm) end
+  return tonumber(as) < tonumber(bs)
+end
+local function field(entry, name)
+  local f = entry[2]
+  for i = 1, #f, 2 do
+    if f[i] == name then return f[i + 1] end
+  end
+  return nil
+end
+
+-- Move the previous holder's unacked mail into the claimant's mailbox, merged
+-- with what the claimant already has in commit order.
+local function inherit(from, to)
+  local src, dst = MBOX .. from, MBOX .. to
+  local moved = redis.call('XRANGE', src, '-', '+')
+  redis.call('DEL', src)
+  if #moved == 0 then return end
+  local own = redis.call('XRANGE', dst, '-', '+')
+  local all = moved
+  if #own > 0 then
+    all = {}
+    local i, j = 1, 1
+    while i <= #moved or j <= #own do
+      if j > #own or (i <= #moved and before(order_of(moved[i]), order_of(own[j]))) then
+        all[#all + 1] = moved[i]; i = i + 1
+      else
+        all[#all + 1] = own[j]; j = j + 1
+      end
+    end
+    redis.call('DEL', dst)
+    make_group(dst)
+  end
+  for _, entry in ipairs(all) do
+    local mid = field(entry, 'id')
+    local new = redis.call('XADD', dst, '*', 'id', mid, 'm', field(entry, 'm'), 'o', order_of(entry))
+    if redis.call('EXISTS', MSG .. mid) == 1 then
+      redis.call('HSET', MSG .. mid, 'rcpt', to, 'entry', new)
+    end
+  end
+end
+
+-- 1. Checks, before any write.
+if mode == 'rename' and redis.call('HGET', peer, 'online') ~= '1' then
+  return {'gone'}
+end
+local holder = false
+if name ~= '' then
+  holder = redis.call('GET', NAME .. name)
+  if holder == id then
+    holder = false
+  elseif holder then
+    if holder ~= expected then return {'raced', holder} end
+    if redis.call('HGET', PEER .. holder, 'online') == '1'
+        and redis.call('EXISTS', ALIVE .. holder) == 1 then
+      return {'taken', holder}
+    end
+  end
+end
+
+-- 2. The record. A rename touches only the name; the old name is released.
+local old = redis.call('HGET', peer, 'name')
+if old and old ~= '' and old ~= name and redis.call('GET', NAME .. old) == id then
+  redis.call('DEL', NAME .. old)
+end
+if mode == 'rename' then
+  redis.call('HSET', peer, 'name', name)
+else
+  redis.call('HSET', peer, 'data', record, 'name', name, 'online', '1',
+             'last_seen', now, 'successor', '')
+  redis.call('SET', ALIVE .. id, '1', 'PX', ttl)
+  redis.call('ZADD', REGISTRY, now, id)
+end
+make_group(MBOX .. id)
+
+-- 3. The name, and what its previous holder leaves behind.
+if name ~= '' then
+  redis.call('SET', NAME .. name, id)
+end
+if holder then
+  redis.call('HSET', PEER .. holder, 'name', '', 'successor', id)
+  inherit(holder, id)
+end
+log('k', kind, 'p', id, 'n', name, 'at', now, 'd', data)
+return {'ok'}
+"""
+
+# Store a message for its recipient, following successor pointers, and ring it.
+# ARGV[11..]: recipient id, message id, message json, sender id, sender name,
+# broadcast ('1' | '0'), sent_at, now, max hops.
+# Returns {'ok', final recipient} | {'nopeer'} | {'conflict'}.
+_SEND = """
+local rid, mid, body = ARGV[11], ARGV[12], ARGV[13]
+local stored = redis.call('HMGET', MSG .. mid, 'rcpt', 'm')
+if stored[1] then
+  -- Already stored: a retry whose first reply was lost is not a second message.
+  if stored[2] == body then return {'ok', stored[1]} end
+  return {'conflict'}
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'nopeer'} end
+for _ = 1, tonumber(ARGV[19]) do
+  local nxt = redis.call('HGET', PEER .. rid, 'successor')
+  if not nxt or nxt == '' or redis.call('EXISTS', PEER .. nxt) == 0 then break end
+  rid = nxt
+end
+local entry = redis.call('XADD', MBOX .. rid, '*', 'id', mid, 'm', body)
+redis.call('HSET', MSG .. mid, 'm', body, 'rcpt', rid, 'entry', entry, 't', ARGV[17])
+log('k', 'message', 'p', ARGV[14], 'n', ARGV[15], 'at', ARGV[18],
+    'mid', mid, 'r', rid, 'b', ARGV[16])
+redis.call('PUBLISH', WAKE .. rid, '')
+return {'ok', rid}
+"""
+
+# Ack a recipient's own pending messages: XACK + XDEL, and the message record
+# then lives until the end of its retention window.
+# ARGV[11..]: recipient id, now, retention seconds, message ids...
+_ACK = """
+local rid, now, retention = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13])
+local n = 0
+for i = 14, #ARGV do
+  local key = MSG .. ARGV[i]
+  local m = redis.call('HMGET', key, 'rcpt', 'entry', 'acked_at', 't')
+  if m[1] == rid and m[2] and not m[3] then
+    redis.call('XACK', KEYS[1], GROUP, m[2])
+    if redis.call('XDEL', KEYS[1], m[2]) == 1 then
+      redis.call('HSET', key, 'acked_at', ARGV[12])
+      local left = math.floor((tonumber(m[4]) + retention - now) * 1000)
+      redis.call('PEXPIRE', key, math.max(left, 1))
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
+# Heartbeat: refresh a live peer. ARGV[11..]: id, now, ttl ms. Returns 0 if offline/unknown.
+_TOUCH = """
+local id, now = ARGV[11], ARGV[12]
+if redis.call('HGET', KEYS[1], 'online') ~= '1' then return 0 end
+redis.call('HSET', KEYS[1], 'last_seen', now)
+redis.call('SET', ALIVE .. id, '1', 'PX', ARGV[13])
+redis.call('ZADD', REGISTRY, now, id)
+return 1
+"""
+
+# Take a peer offline. ARGV[11..]: id, mode, now, event data json. Modes:
+# 'unregister'; 'reap' (its TTL ran out: loses to a heartbeat that landed since
+# the caller looked); 'reap_pid' (its process is gone, whatever the TTL says).
+# Returns 0 (nothing changed), 1 (offline) or 2 (anonymous without mail: deleted).
+_OFFLINE = """
+local id, mode, now, data = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
+if redis.call('HGET', KEYS[1], 'online') ~= '1' then return 0 end
+if mode == 'reap' and redis.call('EXISTS', ALIVE .. id) == 1 then return 0 end
+redis.call('DEL', ALIVE .. id)
+redis.call('HSET', KEYS[1], 'online', '0')
+local name = redis.call('HGET', KEYS[1], 'name') or ''
+log('k', 'leave', 'p', id, 'n', name, 'at', now, 'd', data)
+if mode == 'unregister' and name == '' and redis.call('XLEN', MBOX .. id) == 0 then
+  -- Nothing can wait for an anonymous peer without mail: drop it.
+  redis.call('DEL', KEYS[1], MBOX .. id)
+  redis.call('ZREM', REGISTRY, id)
+  return 2
+end
+return 1
+"""
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _s(value: Any) -> str:
+    """A reply as text: clients may or may not decode responses."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _text_map(raw: Mapping[Any, Any] | None) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in (raw or {}).items()}
+
+
+def _entries(reply: Any) -> list[tuple[str, dict[str, str] | None]]:
+    """Stream entries of an XREAD/XREADGROUP reply (RESP2 list or RESP3 map) or an XRANGE."""
+    if not reply:
+        return []
+    if isinstance(reply, Mapping):
+        streams: list[Any] = [[k, v] for k, v in reply.items()]
+    elif (
+        reply
+        and isinstance(reply[0], list | tuple)
+        and len(reply[0]) == 2
+        and isinstance(reply[0][1], list)
+    ):
+        streams = list(reply)
+    else:
+        streams = [[None, reply]]
+    out: list[tuple[str, dict[str, str] | None]] = []
+    for _, items in streams:
+        for entry_id, fields in items or []:
+            out.append((_s(entry_id), _text_map(fields) if fields else None))
+    return out
+
+
+def _entry_ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+def _missing_group(exc: ResponseError) -> bool:
+    text = str(exc)
+    # Redis says NOGROUP (wrapped in a pipeline's own message); fakeredis words a
+    # missing stream differently.
+    return "NOGROUP" in text or "requires the key to exist" in text
+
+
+def _peer_from_hash(raw: Mapping[Any, Any]) -> Peer:
+    fields = _text_map(raw)
+    peer = Peer.model_validate_json(fields["data"])
+    return peer.model_copy(
+        update={
+            "name": fields.get("name") or None,
+            "online": fields.get("online") == "1",
+            "last_seen": float(fields.get("last_seen") or peer.last_seen),
+            "successor": fields.get("successor") or None,
+        }
+    )
+
+
+def _message(raw: str, recipient_id: str) -> Message:
+    message = Message.model_validate_json(raw)
+    if message.recipient_id != recipient_id:
+        message = message.model_copy(update={"recipient_id": recipient_id})
+    return message
+
+
+def _event_from_log(fields: Mapping[str, str]) -> Event | None:
+    try:
+        kind = EventKind(fields.get("k", ""))
+    except ValueError:
+        return None  # a log entry that is not an event
+    data: dict[str, Any]
+    if kind == EventKind.MESSAGE:
+        data = {
+            "id": fields.get("mid"),
+            "sender_id": fields.get("p"),
+            "sender_name": fields.get("n") or None,
+            "recipient_id": fields.get("r"),
+            "broadcast": fields.get("b") == "1",
+        }
+    else:
+        data = json.loads(fields.get("d") or "{}")
+    return Event(
+        kind=kind,
+        at=float(fields.get("at") or 0.0),
+        peer_id=fields.get("p", ""),
+        peer_name=fields.get("n") or None,
+        data=data,
+    )
+
+
+def _edge(
+    fn: Callable[Concatenate[RedisTransport, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RedisTransport, P], Coroutine[Any, Any, R]]:
+    """Convert redis exceptions into peers' own at the transport's edge."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: RedisTransport, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(self, *args, **kwargs)
+        except RedisError as exc:
+            raise self._convert(exc) from exc
+        except OSError as exc:  # TLS files, sockets outside redis-py's own wrapping
+            raise BackendUnavailable(f"cannot reach Redis at {self._url}: {exc}") from exc
+
+    return wrapper
+
+
+# -- doorbells ---------------------------------------------------------------------------
+
+
+class _Doorbell:
+    """One pub/sub connection carrying the wake channels of the peers this instance serves.
+
+    Subscribed when a peer registers here (or at its first wait) and kept, so a
+    ring that comes while nobody waits stays set until the next wait.
+    """
+
+    def __init__(self, client: Redis, keys: RedisKeys) -> None:
+        self._client = client
+        self._keys = keys
+        self._stem = keys.wake_channel("")
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._rung: dict[str, asyncio.Event] = {}
+        self._confirmed: dict[str, asyncio.Event] = {}
+
+    def has(self, peer_id: str) -> bool:
+        return peer_id in self._rung
+
+    async def add(self, peer_id: str) -> None:
+        if peer_id in self._rung:
+            return
+        self._rung[peer_id] = asyncio.Event()
+        channel = self._keys.wake_channel(peer_id)
+        confirmed = self._confirmed[channel] = asyncio.Event()
+        try:
+            if self._pubsub is None:
+                self._pubsub = self._client.pubsub(ignore_subscribe_messages=False)
+            await self._pubsub.subscribe(channel)
+        except BaseException:
+            self._rung.pop(peer_id, None)
+            self._confirmed.pop(channel, None)
+            raise
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(), name="peers-redis-doorbell")
+        # A send right after register() returns must find the subscription in place.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(confirmed.wait(), _SUBSCRIBE_CONFIRM)
+
+    async def remove(self, peer_id: str) -> None:
+        if self._rung.pop(peer_id, None) is None:
+            return
+        channel = self._keys.wake_channel(peer_id)
+        self._confirmed.pop(channel, None)
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(channel)
+
+    async def wait(self, peer_id: str, timeout: float) -> bool:
+        await self.add(peer_id)
+        rung = self._rung[peer_id]
+        if not rung.is_set():
+            try:
+                await asyncio.wait_for(rung.wait(), max(timeout, 0.0))
+            except TimeoutError:
+                return False
+        rung.clear()
+        return True
+
+    async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await reader
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+        for rung in self._rung.values():
+            rung.set()  # release waiters: they re-fetch and find the transport closed
+        self._rung.clear()
+
+    async def _read(self) -> None:
+        failures = 0
+        while self._pubsub is not None:
+            try:
+                # A timeout (not a blocking read) so that health checks run while idle.
+                message = await self._pubsub.get_message(timeout=c.REDIS_BLOCK_MS / 1000)
+            except (RedisError, OSError) as exc:
+                failures += 1
+                delay = min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2**failures)
+                _log.warning("redis doorbell connection lost; reconnecting", error=str(exc))
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            if message is not None:
+                self._dispatch(message)
+
+    def _dispatch(self, message: Mapping[str, Any]) -> None:
+        kind = _s(message.get("type"))
+        channel = _s(message.get("channel"))
+        if not channel.startswith(self._stem):
+            return
+        rung = self._rung.get(channel[len(self._stem) :])
+        if kind == "message":
+            if rung is not None:
+                rung.set()
+        elif kind == "subscribe":
+            confirmed = self._confirmed.get(channel)
+            if confirmed is None:
+                return
+            if confirmed.is_set() and rung is not None:
+                # Re-subscribed after a reconnect: a ring may have been lost meanwhile.
+                rung.set()
+            confirmed.set()
+
+
+# -- the transport -----------------------------------------------------------------------
+
+
+class RedisTransport(Transport):
+    """Peers and mailboxes of one namespace on a Redis server."""
+
+    capabilities = Capabilities(
+        name="redis", cross_host=True, push=True, events=True, networked=True
+    )
+
+    def __init__(self, settings: Settings, client: Redis | None = None) -> None:
+        self.namespace = settings.namespace
+        self.host = settings.host
+        self._settings = settings
+        self._keys = RedisKeys(settings.namespace)
+        self._ttl_ms = max(1, int(settings.peer_ttl * 1000))
+        self._retention = settings.retention
+        self._given = client
+        self._url = redact_url(settings.url) if client is None else _describe(client, settings)
+        # Commands, and a second client for pub/sub and XREAD BLOCK whose socket
+        # timeout outlasts the block time (redis-py raises otherwise).
+        self._r: Redis | None = None
+        self._rb: Redis | None = None
+        self._doorbell: _Doorbell | None = None
+        self._scripts: dict[str, Any] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """Build an unconnected transport from the settings (URL, namespace, host, TTL, retention)."""
+        scheme = urlsplit(settings.url).scheme.lower()
+        if scheme not in _SCHEMES:
+            raise ConfigError(
+                f"PEERS_URL {redact_url(settings.url)!r} is not a Redis URL "
+                "(redis://, rediss:// or unix://)"
+            )
+        return cls(settings)
+
+    @classmethod
+    def from_client(cls, client: Redis, settings: Settings) -> Self:
+        """A transport on a ready-made redis.asyncio client (fakeredis in tests); the caller closes it."""
+        return cls(settings, client=client)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def _build_clients(self) -> tuple[Redis, Redis]:
+        s = self._settings
+        scheme = urlsplit(s.url).scheme.lower()
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "client_name": "peers",
+            "driver_info": None,  # no CLIENT SETINFO: one round trip less per connection
+            "health_check_interval": c.REDIS_HEALTH_CHECK_INTERVAL,
+            "socket_connect_timeout": c.REDIS_CONNECT_TIMEOUT,
+        }
+        if scheme == "rediss":
+            options["ssl_cert_reqs"] = "required" if s.redis_verify else "none"
+            options["ssl_check_hostname"] = s.redis_verify
+            for option, value in (
+                ("ssl_ca_certs", s.redis_ca_file),
+                ("ssl_ca_path", s.redis_ca_path),
+                ("ssl_certfile", s.redis_cert_file),
+                ("ssl_keyfile", s.redis_key_file),
+            ):
+                if value:
+                    options[option] = value
+
+        def build(socket_timeout: float) -> Redis:
+            retry = Retry(
+                ExponentialBackoff(cap=c.REDIS_BACKOFF_CAP, base=c.REDIS_BACKOFF_BASE),
+                c.REDIS_RETRIES,
+            )
+            try:
+                return Redis.from_url(s.url, socket_timeout=socket_timeout, retry=retry, **options)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"PEERS_URL {self._url!r} is not usable: {exc}") from None
+
+        commands = build(c.REDIS_SOCKET_TIMEOUT)
+        blocking = build(c.REDIS_BLOCK_MS / 1000 + c.REDIS_SOCKET_TIMEOUT)
+        return commands, blocking
+
+    @_edge
+    async def connect(self) -> None:
+        """Open connections and create or migrate the store (idempotent)."""
+        if self._r is None:
+            if self._given is not None:
+                self._r = self._rb = self._given
+            else:
+                self._r, self._rb = self._build_clients()
+            self._scripts = {
+                name: self._r.register_script(_PRELUDE + body)
+                for name, body in (
+                    ("claim", _CLAIM),
+                    ("send", _SEND),
+                    ("ack", _ACK),
+                    ("touch", _TOUCH),
+                    ("offline", _OFFLINE),
+                )
+            }
+            self._doorbell = _Doorbell(self._rb, self._keys)
+        await self._r.ping()
+
+    async def close(self) -> None:
+        """Release connections and wake-up endpoints; safe to call twice."""
+        doorbell, self._doorbell = self._doorbell, None
+        if doorbell is not None:
+            await doorbell.close()
+        clients = {id(x): x for x in (self._r, self._rb) if x is not None}
+        self._r = self._rb = None
+        if self._given is None:
+            for client in clients.values():
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+
+    def _client(self) -> Redis:
+        if self._r is None:
+            raise BackendUnavailable(f"not connected to Redis at {self._url}: call connect() first")
+        return self._r
+
+    def _bell(self) -> _Doorbell:
+        if self._doorbell is None:
+            raise BackendUnavailable(f"not connected to Redis at {self._url}: call connect() first")
+        return self._doorbell
+
+    def _convert(self, exc: RedisError) -> Exception:
+        where = f"Redis at {self._url}"
+        if isinstance(exc, AuthenticationError | AuthorizationError):
+            return BackendError(
+                f"{where} refused the login ({exc}); check the user and password in PEERS_URL "
+                "(redis://user:password@host:port/db)"
+            )
+        if isinstance(exc, NoPermissionError):
+            return BackendError(
+                f"{where} denied a command to this user ({exc}); grant it the rules in "
+                "deploy/redis/users.acl"
+            )
+        if isinstance(exc, BusyLoadingError):
+            return BackendUnavailable(f"{where} is still loading its data; try again shortly")
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            return BackendUnavailable(f"cannot reach {where}: {exc}")
+        if isinstance(exc, OutOfMemoryError):
+            return BackendError(
+                f"{where} is out of memory and refuses writes ({exc}); raise maxmemory "
+                "or run `peers gc`"
+            )
+        if isinstance(exc, ReadOnlyError):
+            return BackendError(f"{where} is a read-only replica; point PEERS_URL at the primary")
+        return BackendError(f"{where} failed: {exc}")
+
+    async def _run(self, script: str, key: str, *args: Any) -> Any:
+        """Run one of the server-side scripts with the shared prelude arguments."""
+        self._client()
+        k = self._keys
+        prelude = (
+            k.peer(""),
+            k.alive(""),
+            k.mailbox(""),
+            k.message(""),
+            k.name(""),
+            k.wake_channel(""),
+            k.registry,
+            k.log,
+            c.REDIS_GROUP,
+            c.REDIS_EVENT_LOG_MAXLEN,
+        )
+        return await self._scripts[script](keys=[key], args=[*prelude, *args])
+
+    @_edge
+    async def ping(self) -> float:
+        """Round-trip the store once; return the latency in seconds or raise BackendUnavailable."""
+        client = self._client()
+        started = time.perf_counter()
+        await client.ping()
+        return time.perf_counter() - started
+
+    async def _server_facts(self) -> dict[str, str] | None:
+        """Version, mode and persistence facts from INFO, or None (fakeredis has no INFO)."""
+        client = self._client()
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.info("server")
+                pipe.info("persistence")
+                pipe.info("memory")
+                server, persistence, memory = await pipe.execute()
+        except ResponseError:
+            return None
+        return {
+            "server_version": _s(server.get("redis_version", "unknown")),
+            "mode": _s(server.get("redis_mode", "standalone")),
+            "aof": "on" if str(persistence.get("aof_enabled", "0")) == "1" else "off",
+            "maxmemory_policy": _s(memory.get("maxmemory_policy", "unknown")),
+        }
+
+    @_edge
+    async def info(self) -> dict[str, str]:
+        """Backend facts for status and doctor (version, schema, path or address)."""
+        facts = await self._server_facts()
+        info = {"backend": "redis", "url": self._url, "namespace": self.namespace}
+        if facts is None:
+            info.update(server_version="unknown (no INFO)", mode="unknown")
+        else:
+            info.update(facts)
+        return info
+
+    @_edge
+    async def diagnostics(self) -> list[Check]:
+        """Checks for `peers doctor`: server version, persistence, eviction policy, mode."""
+        facts = await self._server_facts()
+        if facts is None:
+            return [
+                Check(
+                    name="redis server",
+                    status=CheckStatus.WARN,
+                    detail=f"{self._url} does not answer INFO (a fake or proxied server?)",
+                )
+            ]
+        version = facts["server_version"]
+        try:
+            major_minor = tuple(int(p) for p in version.split(".")[:2])
+        except ValueError:
+            major_minor = (0, 0)
+        aof = facts["aof"] == "on"
+        noeviction = facts["maxmemory_policy"] == "noeviction"
+        standalone = facts["mode"] == "standalone"
+        return [
+            Check(
+                name="redis server",
+                status=CheckStatus.OK if major_minor >= (6, 2) else CheckStatus.FAIL,
+                detail=f"Redis {version} at {self._url}",
+                fix="" if major_minor >= (6, 2) else "upgrade to Redis 7 (6.2 at least)",
+            ),
+            Check(
+                name="redis persistence",
+                status=CheckStatus.OK if aof else CheckStatus.WARN,
+                detail="AOF on" if aof else "AOF off: a restart may lose unread mail",
+                fix="" if aof else "run Redis with appendonly yes (deploy/redis/compose.yaml)",
+            ),
+            Check(
+                name="redis eviction policy",
+                status=CheckStatus.OK if noeviction else CheckStatus.WARN,
+                detail=f"maxmemory-policy {facts['maxmemory_policy']}",
+                fix=""
+                if noeviction
+                else "set maxmemory-policy noeviction: eviction silently deletes mailboxes",
+            ),
+            Check(
+                name="redis mode",
+                status=CheckStatus.OK if standalone else CheckStatus.FAIL,
+                detail=facts["mode"],
+                fix="" if standalone else "point PEERS_URL at a standalone Redis",
+            ),
+        ]
+
+    # -- peers -------------------------------------------------------------------
+
+    def _is_live(self, peer: Peer, alive: bool) -> bool:
+        if not (peer.online and alive):
+            return False
+        if peer.host == self.host:
+            return process_alive(peer.pid, peer.pid_start)
+        return True
+
+    async def _load(self, peer_id: str) -> tuple[Peer, bool] | None:
+        """A peer record and whether its alive key exists."""
+        async with self._client().pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._keys.peer(peer_id))
+            pipe.exists(self._keys.alive(peer_id))
+            raw, alive = await pipe.execute()
+        if not raw:
+            return None
+        return _peer_from_hash(raw), bool(alive)
+
+    async def _load_all(self) -> list[tuple[Peer, bool]]:
+        """Every stored peer of the namespace (from the registry) and its alive flag."""
+        client = self._client()
+        ids = [_s(x) for x in await client.zrange(self._keys.registry, 0, -1)]
+        if not ids:
+            return []
+        async with client.pipeline(transaction=False) as pipe:
+            for peer_id in ids:
+                pipe.hgetall(self._keys.peer(peer_id))
+                pipe.exists(self._keys.alive(peer_id))
+            replies = await pipe.execute()
+        out: list[tuple[Peer, bool]] = []
+        for i, peer_id in enumerate(ids):
+            raw, alive = replies[2 * i], replies[2 * i + 1]
+            if raw:
+                out.append((_peer_from_hash(raw), bool(alive)))
+            else:
+                _log.debug("registry names a missing peer record", peer_id=peer_id)
+        return out
+
+    async def _take_offline(self, peer: Peer, alive: bool) -> bool:
+        """Reap a peer that is online but not live; False if it came back meanwhile."""
+        mode, reason = ("reap_pid", "process gone") if alive else ("reap", "expired")
+        changed = await self._run(
+            "offline",
+            self._keys.peer(peer.id),
+            peer.id,
+            mode,
+            repr(time.time()),
+            json.dumps({"reason": reason}),
+        )
+        return int(changed) > 0
+
+    async def _reap(self, pairs: list[tuple[Peer, bool]]) -> list[Peer]:
+        reaped: list[Peer] = []
+        for peer, alive in pairs:
+            if (
+                peer.online
+                and not self._is_live(peer, alive)
+                and await self._take_offline(peer, alive)
+            ):
+                reaped.append(peer.model_copy(update={"online": False}))
+        return reaped
+
+    def _name_taken(self, name: str, holder: Peer | None, holder_id: str) -> NameTaken:
+        if holder is None:
+            return NameTaken(f"name {name!r} is held by live peer {holder_id}")
+        return NameTaken(
+            f"name {name!r} is held by live peer {holder.id} on {holder.host} "
+            f"(pid {holder.pid}); choose another name or end that session"
+        )
+
+    async def _claim(
+        self, peer: Peer, mode: str, kind: EventKind, data: dict[str, Any], now: float
+    ) -> None:
+        """Store the record (register) or the new name (rename), claiming the name atomically."""
+        name = peer.name or ""
+        record = peer.model_dump_json()
+        for _ in range(c.REDIS_CLAIM_ATTEMPTS):
+            expected = ""
+            if name:
+                holder_id = await self._client().get(self._keys.name(name))
+                holder_id = _s(holder_id) if holder_id is not None else ""
+                if holder_id and holder_id != peer.id:
+                    expected = holder_id
+                    loaded = await self._load(holder_id)
+                    if loaded is not None:
+                        holder, alive = loaded
+                        if self._is_live(holder, alive):
+                            raise self._name_taken(name, holder, holder_id)
+                        if holder.online:
+                            # Not live (TTL gone, or its process died here): reap it first.
+                            await self._take_offline(holder, alive)
+            reply = await self._run(
+                "claim",
+                self._keys.peer(peer.id),
+                peer.id,
+                name,
+                expected,
+                mode,
+                record,
+                repr(now),
+                self._ttl_ms,
+                kind.value,
+                json.dumps(data),
+            )
+            status = _s(reply[0])
+            if status == "ok":
+                return
+            if status == "gone":
+                raise PeerNotFound(
+                    f"peer {peer.id} is not registered (or was reaped); register again"
+                )
+            if status == "taken":
+                holder_id = _s(reply[1])
+                loaded = await self._load(holder_id)
+                raise self._name_taken(name, loaded[0] if loaded else None, holder_id)
+            # 'raced': the name changed hands between our look and the script; look again.
+        raise BackendError(f"could not claim the name {name!r}: too many concurrent claims")
+
+    def _check_name(self, name: str | None) -> None:
+        if name is not None and not c.NAME_PATTERN.fullmatch(name):
+            raise InvalidInput(f"peer name {name!r} is invalid: {c.NAME_RULE}")
+
+    @_edge
+    async def register(self, peer: Peer) -> Peer:
+        """Add a live peer, claim its name atomically (NameTaken if a live peer holds it) and inherit the unread mail of the name's previous holders."""
+        if peer.namespace != self.namespace:
+            raise InvalidInput(
+                f"peer {peer.id} belongs to namespace {peer.namespace!r}, not {self.namespace!r}"
+            )
+        self._check_name(peer.name)
+        doorbell = self._bell()
+        now = time.time()
+        stored = peer.model_copy(update={"online": True, "last_seen": now, "successor": None})
+        # Subscribe first: a sender that sees the new record finds the doorbell in place.
+        fresh = not doorbell.has(peer.id)
+        await doorbell.add(peer.id)
+        try:
+            await self._claim(
+                stored,
+                "register",
+                EventKind.JOIN,
+                {"host": peer.host, "pid": peer.pid, "cwd": peer.cwd, "client": peer.client},
+                now,
+            )
+        except BaseException:
+            if fresh:
+                await doorbell.remove(peer.id)
+            raise
+        return stored
+
+    @_edge
+    async def heartbeat(self, peer_id: str) -> None:
+        """Refresh last-seen; raise PeerNotFound if the peer is offline or unknown."""
+        done = await self._run(
+            "touch", self._keys.peer(peer_id), peer_id, repr(time.time()), self._ttl_ms
+        )
+        if not int(done):
+            raise PeerNotFound(f"peer {peer_id} is not registered (or was reaped); register again")
+
+    @_edge
+    async def update_peer(self, peer_id: str, update: PeerUpdate) -> Peer:
+        """Change summary, files, name or receive mode of a live peer; a new name is claimed as in register."""
+        loaded = await self._load(peer_id)
+        if loaded is None or not loaded[0].online:
+            raise PeerNotFound(f"peer {peer_id} is not registered (or was reaped); register again")
+        current = loaded[0]
+        changes: dict[str, Any] = {}
+        for key in ("summary", "files", "name", "receive_mode"):
+            value = getattr(update, key)
+            if value is not None and value != getattr(current, key):
+                changes[key] = value
+        new = current.model_copy(update=changes)
+        now = time.time()
+        if "name" in changes:
+            self._check_name(new.name)
+            await self._claim(
+                new, "rename", EventKind.RENAME, {"old": current.name, "new": new.name}, now
+            )
+        if changes.keys() - {"name"}:
+            async with self._client().pipeline(transaction=False) as pipe:
+                pipe.hset(self._keys.peer(peer_id), "data", new.model_dump_json())
+                if "summary" in changes or "files" in changes:
+                    pipe.xadd(
+                        self._keys.log,
+                        {
+                            "k": EventKind.SUMMARY.value,
+                            "p": peer_id,
+                            "n": new.name or "",
+                            "at": repr(now),
+                            "d": json.dumps({"summary": new.summary, "files": list(new.files)}),
+                        },
+                        maxlen=c.REDIS_EVENT_LOG_MAXLEN,
+                        approximate=True,
+                    )
+                await pipe.execute()
+        return new
+
+    @_edge
+    async def unregister(self, peer_id: str) -> None:
+        """Mark a peer offline; its name and unread mail wait for a successor (no-op if unknown)."""
+        await self._run(
+            "offline",
+            self._keys.peer(peer_id),
+            peer_id,
+            "unregister",
+            repr(time.time()),
+            json.dumps({"reason": "unregister"}),
+        )
+        if self._doorbell is not None:
+            await self._doorbell.remove(peer_id)
+
+    @_edge
+    async def get_peer(self, peer_id: str) -> Peer | None:
+        """The peer with this id, live or offline, or None."""
+        raw = await self._client().hgetall(self._keys.peer(peer_id))
+        return _peer_from_hash(raw) if raw else None
+
+    @_edge
+    async def get_peer_by_name(self, name: str) -> Peer | None:
+        """The latest holder of a name, live or offline, or None."""
+        holder = await self._client().get(self._keys.name(name))
+        if holder is None:
+            return None
+        raw = await self._client().hgetall(self._keys.peer(_s(holder)))
+        return _peer_from_hash(raw) if raw else None
+
+    @_edge
+    async def list_peers(self, flt: PeerFilter | None = None) -> list[Peer]:
+        """Live peers matching the filter, reaping dead ones on the way."""
+        pairs = await self._load_all()
+        await self._reap(pairs)
+        live = [p for p, alive in pairs if self._is_live(p, alive)]
+        if flt is not None:
+            live = [p for p in live if flt.matches(p)]
+        return sorted(live, key=lambda p: p.registered_at)
+
+    @_edge
+    async def list_offline(self) -> list[Peer]:
+        """Offline peers still kept (named, or with unread mail)."""
+        pairs = await self._load_all()
+        reaped = {p.id: p for p in await self._reap(pairs)}
+        offline = [reaped.get(p.id, p) for p, _ in pairs if not p.online or p.id in reaped]
+        return sorted(offline, key=lambda p: p.registered_at)
+
+    @_edge
+    async def reap(self) -> list[Peer]:
+        """Mark peers offline whose TTL ran out or whose process (on this host) is gone; return them."""
+        return await self._reap(await self._load_all())
+
+    # -- messages ----------------------------------------------------------------
+
+    @_edge
+    async def send(self, message: Message) -> Message:
+        """Store a message durably for its recipient (following successors), wake it, return it as stored."""
+        if message.namespace != self.namespace:
+            raise InvalidInput(
+                f"message {message.id} belongs to namespace {message.namespace!r}, "
+                f"not {self.namespace!r}"
+            )
+        reply = await self._run(
+            "send",
+            self._keys.peer(message.recipient_id),
+            message.recipient_id,
+            message.id,
+            message.model_dump_json(),
+            message.sender_id,
+            message.sender_name or "",
+            "1" if message.broadcast else "0",
+            repr(message.sent_at),
+            repr(time.time()),
+            c.REDIS_MAX_SUCCESSOR_HOPS,
+        )
+        status = _s(reply[0])
+        if status == "nopeer":
+            raise PeerNotFound(f"no peer {message.recipient_id} in namespace {self.namespace!r}")
+        if status == "conflict":
+            raise InvalidInput(f"a different message with id {message.id} already exists")
+        recipient = _s(reply[1])
+        if recipient != message.recipient_id:
+            return message.model_copy(update={"recipient_id": recipient})
+        return message
+
+    async def _ensure_group(self, recipient_id: str) -> bool:
+        """Re-create a missing consumer group (data lost); False if there is no mailbox to have."""
+        loaded = await self._load(recipient_id)
+        if loaded is None or loaded[0].successor is not None:
+            return False  # unknown, or its mail moved to a successor
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: someone else was quicker
+            await self._client().xgroup_create(
+                self._keys.mailbox(recipient_id), c.REDIS_GROUP, id="0", mkstream=True
+            )
+        return True
+
+    @_edge
+    async def fetch(self, recipient_id: str, limit: int = 100) -> list[Message]:
+        """The recipient's pending messages, oldest first, without consuming them."""
+        if limit < 1:
+            raise InvalidInput(f"fetch limit must be at least 1, not {limit}")
+        mailbox = self._keys.mailbox(recipient_id)
+        for attempt in range(2):
+            try:
+                # The consumer's pending entries (read before, not acked), then new
+                # ones; both in one round trip. New entries read past `limit` stay
+                # pending and come first next time.
+                async with self._client().pipeline(transaction=False) as pipe:
+                    pipe.xreadgroup(c.REDIS_GROUP, "mail", {mailbox: "0"}, count=limit)
+                    pipe.xreadgroup(c.REDIS_GROUP, "mail", {mailbox: ">"}, count=limit)
+                    pending, fresh = await pipe.execute()
+                break
+            except ResponseError as exc:
+                if attempt or not _missing_group(exc):
+                    raise
+                if not await self._ensure_group(recipient_id):
+                    return []
+        messages: list[Message] = []
+        for _, fields in _entries(pending) + _entries(fresh):
+            if fields is not None and "m" in fields:
+                messages.append(_message(fields["m"], recipient_id))
+        return messages[:limit]
+
+    @_edge
+    async def ack(self, recipient_id: str, message_ids: Sequence[str]) -> int:
+        """Mark the recipient's own pending messages delivered; return how many changed."""
+        unique = list(dict.fromkeys(message_ids))
+        if not unique:
+            return 0
+        changed = await self._run(
+            "ack",
+            self._keys.mailbox(recipient_id),
+            recipient_id,
+            repr(time.time()),
+            repr(self._retention),
+            *unique,
+        )
+        return int(changed)
+
+    @_edge
+    async def wait_for_mail(self, recipient_id: str, timeout: float) -> bool:
+        """Sleep until a send to the recipient (True) or the timeout (False); costs nothing while idle."""
+        return await self._bell().wait(recipient_id, timeout)
+
+    @_edge
+    async def get_message(self, message_id: str) -> Message | None:
+        """A message within the retention window, pending or delivered, or None."""
+        raw, recipient = await self._client().hmget(self._keys.message(message_id), "m", "rcpt")
+        if raw is None or recipient is None:
+            return None
+        message = _message(_s(raw), _s(recipient))
+        if message.sent_at < time.time() - self._retention:
+            return None
+        return message
+
+    @_edge
+    async def pending_counts(self) -> dict[str, int]:
+        """Unread message count per recipient id (only recipients with mail)."""
+        client = self._client()
+        ids = [_s(x) for x in await client.zrange(self._keys.registry, 0, -1)]
+        if not ids:
+            return {}
+        async with client.pipeline(transaction=False) as pipe:
+            for peer_id in ids:
+                pipe.xlen(self._keys.mailbox(peer_id))
+            counts = await pipe.execute()
+        return {peer_id: int(n) for peer_id, n in zip(ids, counts, strict=True) if int(n)}
+
+    @_edge
+    async def history(self, query: HistoryQuery) -> list[MessageRecord]:
+        """Messages within retention, oldest first, with their delivery state."""
+        if query.limit < 1:
+            return []
+        client = self._client()
+        now = time.time()
+        cutoff = now - self._retention
+        since = query.since if query.since is not None else float("-inf")
+        newest_first: list[MessageRecord] = []
+        upper = "+"
+        # The log is newest last: walk it backwards until `limit` matched or `since` passed.
+        while len(newest_first) < query.limit:
+            batch = _entries(
+                await client.xrevrange(self._keys.log, upper, "-", count=_HISTORY_BATCH)
+            )
+            if not batch:
+                break
+            upper = f"({batch[-1][0]}"
+            sends = [f for _, f in batch if f is not None and f.get("k") == "message"]
+            async with client.pipeline(transaction=False) as pipe:
+                for fields in sends:
+                    pipe.hgetall(self._keys.message(fields.get("mid", "")))
+                records = await pipe.execute()
+            passed = False
+            for fields, raw in zip(sends, records, strict=True):
+                if float(fields.get("at") or 0.0) < since - _HISTORY_SKEW:
+                    passed = True
+                    break
+                if not raw:
+                    continue  # delivered and past retention, or collected
+                stored = _text_map(raw)
+                message = _message(stored["m"], stored["rcpt"])
+                if message.sent_at < since:
+                    continue
+                if query.peer_id is not None and query.peer_id not in (
+                    message.sender_id,
+                    message.recipient_id,
+                ):
+                    continue
+                acked_at = stored.get("acked_at")
+                if acked_at is not None:
+                    if message.sent_at < cutoff:
+                        continue
+                    state = DeliveryState.DELIVERED
+                else:
+                    state = (
+                        DeliveryState.PENDING
+                        if message.sent_at >= cutoff
+                        else DeliveryState.EXPIRED
+                    )
+                newest_first.append(
+                    MessageRecord(
+                        message=message,
+                        state=state,
+                        acked_at=float(acked_at) if acked_at is not None else None,
+                    )
+                )
+                if len(newest_first) >= query.limit:
+                    break
+            if passed or len(batch) < _HISTORY_BATCH:
+                break
+        # Commit order is the log's; present oldest first as the contract says.
+        return list(reversed(newest_first))
+
+    # -- events and upkeep -------------------------------------------------------
+
+    def events(self) -> AsyncIterator[Event]:
+        """Live join, leave, summary, rename and message events from now on, until closed."""
+        # Positioned now, not at the first __anext__, so nothing between the call
+        # and the first read is lost.
+        return self._event_stream(time.time())
+
+    async def _event_stream(self, since: float) -> AsyncIterator[Event]:
+        # XREAD BLOCK on the log stream rather than pub/sub on the events channel:
+        # the log is written by the same scripts that change state, so events come
+        # in commit order with the final recipient, and a reconnect resumes from the
+        # last entry read instead of dropping whatever happened while disconnected.
+        since_ms = int(since * 1000)
+        cursor = f"{max(0, since_ms - _EVENT_REPLAY_MS)}-0"
+        failures = 0
+        while True:
+            client = self._rb
+            if client is None:
+                return  # transport closed
+            try:
+                reply = await client.xread(
+                    {self._keys.log: cursor}, count=_EVENT_BATCH, block=c.REDIS_BLOCK_MS
+                )
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # The cursor makes a retry lossless; give up only on a long outage.
+                failures += 1
+                if failures > _EVENT_RETRIES:
+                    raise self._convert(exc) from exc
+                _log.warning("redis event stream interrupted; retrying", error=str(exc))
+                await asyncio.sleep(
+                    min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2**failures)
+                )
+                continue
+            except RedisError as exc:
+                raise self._convert(exc) from exc
+            failures = 0
+            for entry_id, fields in _entries(reply):
+                cursor = entry_id
+                if fields is None:
+                    continue
+                event = _event_from_log(fields)
+                if event is None:
+                    continue
+                if _entry_ms(entry_id) <= since_ms + _EVENT_REPLAY_MS and event.at < since:
+                    continue  # replayed from before the call
+                yield event
+
+    @_edge
+    async def gc(self) -> GcReport:
+        """Delete what outlived retention: offline peers, old mail, stale wake-up endpoints."""
+        client = self._client()
+        now = time.time()
+        cutoff = now - self._retention
+        pairs = await self._load_all()
+        await self._reap(pairs)
+        removed_messages: set[str] = set()
+        peers_removed = 0
+
+        # Old unacked mail, from every mailbox (they hold only unacked entries).
+        for peer, _ in pairs:
+            mailbox = self._keys.mailbox(peer.id)
+            old: list[tuple[str, str]] = []
+            for entry_id, fields in _entries(await client.xrange(mailbox, "-", "+")):
+                if fields is None or "m" not in fields:
+                    continue
+                message = Message.model_validate_json(fields["m"])
+                if message.sent_at < cutoff:
+                    old.append((entry_id, message.id))
+            if old:
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.xack(mailbox, c.REDIS_GROUP, *[e for e, _ in old])
+                    pipe.xdel(mailbox, *[e for e, _ in old])
+                    pipe.delete(*[self._keys.message(m) for _, m in old])
+                    await pipe.execute()
+                removed_messages.update(m for _, m in old)
+
+        # Offline peers past retention (reaped ones included: their last_seen is old).
+        fresh = {p.id: p for p in await self._load_all_ids([p.id for p, _ in pairs])}
+        for peer in fresh.values():
+            if peer.online or peer.last_seen >= cutoff:
+                continue
+            keys = [self._keys.peer(peer.id), self._keys.mailbox(peer.id)]
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.delete(*keys)
+                pipe.zrem(self._keys.registry, peer.id)
+                await pipe.execute()
+            if peer.name:
+                holder = await client.get(self._keys.name(peer.name))
+                if holder is not None and _s(holder) == peer.id:
+                    await client.delete(self._keys.name(peer.name))
+            peers_removed += 1
+
+        # The log (and so history) keeps only the retention window.
+        cutoff_id = f"{int(cutoff * 1000)}-0"
+        old_sends = {
+            fields["mid"]
+            for _, fields in _entries(await client.xrange(self._keys.log, "-", f"({cutoff_id}"))
+            if fields is not None and fields.get("k") == "message" and fields.get("mid")
+        }
+        if old_sends:
+            # Delivered records usually expired already (their TTL ends with retention).
+            await client.delete(*[self._keys.message(m) for m in old_sends])
+            removed_messages |= old_sends
+        await client.xtrim(self._keys.log, minid=cutoff_id)
+        # Doorbells are pub/sub channels: nothing stays behind to collect.
+        return GcReport(peers_removed=peers_removed, messages_removed=len(removed_messages))
+
+    async def _load_all_ids(self, ids: list[str]) -> list[Peer]:
+        if not ids:
+            return []
+        async with self._client().pipeline(transaction=False) as pipe:
+            for peer_id in ids:
+                pipe.hgetall(self._keys.peer(peer_id))
+            replies = await pipe.execute()
+        return [_peer_from_hash(raw) for raw in replies if raw]
+
+
+def _describe(client: Redis, settings: Settings) -> str:
+    """Where a ready-made client points, for messages (password never shown)."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    if "host" in kwargs:
+        return f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    module = type(client).__module__.split(".")[0]
+    if module == "fakeredis":
+        return "fakeredis"
+    return redact_url(settings.url)
