@@ -1,14 +1,59 @@
-"""The ``peers`` command line (typer)."""
+"""The ``peers`` command line (typer).
+
+``serve`` and ``demo`` start things; the rest are the operator's commands,
+thin faces over :class:`peers.service.PeersService` and the transport
+contract (they never touch a store directly). Every read command takes
+``--json`` (keys in docs/CLI.md). Exit codes: 0 ok, 1 a problem was found
+(or the backend failed), 2 a usage error (bad argument, scope or configuration).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
 import typer
 
-from peers.config import load_settings
-from peers.errors import PeersError
+from peers import constants as c
+from peers.config import Settings, load_settings, redact_url
+from peers.doctor import client_checks, failed, run_doctor
+from peers.errors import AmbiguousTarget, ConfigError, InvalidInput, PeersError
+from peers.gitinfo import git_context
+from peers.install import CLIENTS, InstallScope, apply_install, plan_install, start_hint
 from peers.log import configure_logging
+from peers.models import Check, CheckStatus, EventKind, HistoryQuery, Peer, Scope
+from peers.procinfo import process_start_time
+from peers.render import (
+    PEER_COLUMNS,
+    Column,
+    Output,
+    check_json,
+    clock,
+    event_json,
+    event_text,
+    iso,
+    message_json,
+    peer_json,
+    peer_rows,
+    record_json,
+    sender_label,
+    status_style,
+)
+from peers.service import CLI_ID_PREFIX, PeersService, Sender, SendResult
+from peers.transports import create_transport
 
 __all__ = ["app", "main"]
+
+_T = TypeVar("_T")
 
 app = typer.Typer(
     name="peers",
@@ -43,6 +88,634 @@ def demo() -> None:
         typer.echo(f"peers demo failed: {exc}", err=True)
         raise typer.Exit(1) from None
 
+
+# -- operator commands ------------------------------------------------------------
+
+# Everything below maps errors the same way: a PeersError becomes one line on
+# stderr ("peers: ...") and exit 1, or exit 2 when the input was at fault.
+
+_USAGE_ERRORS = (InvalidInput, ConfigError, AmbiguousTarget)
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (keys in docs/CLI.md).")
+]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"peers: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _exit_code(exc: PeersError) -> int:
+    return 2 if isinstance(exc, _USAGE_ERRORS) else 1
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Turn every failure into one stderr line and an exit code, never a traceback."""
+    try:
+        yield
+    except PeersError as exc:
+        _fail(str(exc), _exit_code(exc))
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if os.environ.get("PEERS_LOG_LEVEL", "").lower() == "debug":
+            raise
+        _fail(
+            f"unexpected {type(exc).__name__}: {exc} (PEERS_LOG_LEVEL=debug shows the traceback)"
+        )
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    # Operators want results on the terminal, not the transports' info chatter.
+    level = os.environ.get("PEERS_LOG_LEVEL") or "warning"
+    configure_logging(level, settings.log_format)
+    return settings
+
+
+def _run(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+    with _errors():
+        return asyncio.run(factory())
+    raise AssertionError("unreachable")  # pragma: no cover - _errors always raises or returns
+
+
+@contextlib.asynccontextmanager
+async def _service(settings: Settings) -> AsyncIterator[PeersService]:
+    """A connected service over the configured transport, closed on the way out."""
+    transport = create_transport(settings)
+    async with transport:
+        yield PeersService(transport, settings)
+
+
+async def _here(settings: Settings, sender_id: str) -> Peer:
+    """This terminal as a peer record (never stored): scopes are judged from it."""
+    cwd = os.getcwd()
+    git = await git_context(cwd, with_files=False)
+    pid = os.getpid()
+    return Peer(
+        id=sender_id,
+        namespace=settings.namespace,
+        host=settings.host,
+        pid=pid,
+        pid_start=process_start_time(pid),
+        cwd=cwd,
+        git_root=git.root,
+        git_common_dir=git.common_dir,
+        git_remote=git.remote,
+        branch=git.branch,
+        client="cli",
+    )
+
+
+async def _scoped_peers(service: PeersService, scope: str) -> tuple[Scope, list[Peer]]:
+    scope_ = service.parse_scope(scope)
+    me = None
+    if scope_ in (Scope.DIRECTORY, Scope.REPO):
+        me = await _here(service.settings, CLI_ID_PREFIX + "here")
+    return scope_, await service.list_peers(scope_, me)
+
+
+# -- status and list -------------------------------------------------------------------
+
+
+@app.command()
+def status(json_out: JsonOption = False) -> None:
+    """Backend, reachability, versions, counts of live peers and unread mail, then the peers."""
+    out = Output(json_mode=json_out)
+
+    async def go() -> int:
+        settings = _settings()
+        transport = create_transport(settings)
+        doc: dict[str, Any] = {
+            "url": redact_url(settings.url),
+            "backend": transport.capabilities.name,
+            "namespace": settings.namespace,
+            "host": settings.host,
+            "reachable": False,
+            "latency_ms": None,
+            "error": None,
+            "info": {},
+            "live_peers": 0,
+            "unread": 0,
+            "peers": [],
+        }
+        try:
+            await transport.connect()
+            latency = await transport.ping()
+            info = await transport.info()
+        except PeersError as exc:
+            doc["error"] = str(exc)
+            if json_out:
+                out.json(doc)
+            with contextlib.suppress(PeersError):
+                await transport.close()
+            _fail(f"backend {doc['url']} is unreachable: {exc}")
+        try:
+            service = PeersService(transport, settings)
+            peers = await service.list_peers(Scope.ALL)
+            counts = await transport.pending_counts()
+        finally:
+            await transport.close()
+        info = {k: v for k, v in info.items() if k != "url"}
+        doc.update(
+            reachable=True,
+            latency_ms=round(latency * 1000, 3),
+            info=info,
+            live_peers=len(peers),
+            unread=sum(counts.values()),
+            peers=[peer_json(p, counts.get(p.id, 0)) for p in peers],
+        )
+        if json_out:
+            out.json(doc)
+            return 0
+        version = ", ".join(
+            f"{k.replace('_', ' ')} {v}"
+            for k, v in info.items()
+            if k not in ("backend", "path", "wake_dir") and v
+        )
+        rows = [
+            ["backend", f"{doc['url']} ({doc['backend']})"],
+            ["reachable", f"yes, {doc['latency_ms']:.1f} ms"],
+            ["version", version or "-"],
+            ["namespace", f"{settings.namespace} (this host: {settings.host})"],
+            ["peers", f"{len(peers)} live, {doc['unread']} unread messages"],
+        ]
+        for key, value in rows:
+            out.line(f"{key:<10} {value}")
+        out.line()
+        _peers_table(out, peers, counts, "all")
+        return 0
+
+    raise typer.Exit(_run(go))
+
+
+def _peers_table(out: Output, peers: list[Peer], counts: dict[str, int], scope: str) -> None:
+    if not peers:
+        out.line(f"No live peers in scope '{scope}'.")
+        return
+    out.table(PEER_COLUMNS, peer_rows(peers, counts))
+
+
+@app.command("list")
+def list_(
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope",
+            "-s",
+            help="all, machine (this host), directory or repo (as seen from this directory).",
+        ),
+    ] = "all",
+    json_out: JsonOption = False,
+) -> None:
+    """Live peers: name, id, client, receive mode, repo or cwd, branch, summary, last seen."""
+    out = Output(json_mode=json_out)
+
+    async def go() -> None:
+        settings = _settings()
+        async with _service(settings) as service:
+            scope_, peers = await _scoped_peers(service, scope)
+            counts = await service.transport.pending_counts()
+        if json_out:
+            out.json(
+                {
+                    "namespace": settings.namespace,
+                    "scope": scope_.value,
+                    "peers": [peer_json(p, counts.get(p.id, 0)) for p in peers],
+                }
+            )
+            return
+        _peers_table(out, peers, counts, scope_.value)
+
+    _run(go)
+
+
+# -- send and broadcast ------------------------------------------------------------------
+
+
+def _read_body(message: str) -> str:
+    if message != "-":
+        return message
+    if sys.stdin is None:
+        _fail("no standard input to read the message from", 2)
+    return sys.stdin.read().rstrip("\n")
+
+
+def _send_json(result: SendResult) -> dict[str, Any]:
+    return {
+        "message": message_json(result.message),
+        "recipient": peer_json(result.recipient),
+        "delivery": result.delivery,
+    }
+
+
+@app.command()
+def send(
+    target: Annotated[str, typer.Argument(help="Peer id, name, or an unambiguous prefix of either.")],
+    message: Annotated[str, typer.Argument(help="The message; '-' reads it from stdin.")],
+    json_out: JsonOption = False,
+) -> None:
+    """Send a message from this terminal (shown to the peer as an unverified command-line sender)."""
+    out = Output(json_mode=json_out)
+
+    async def go() -> None:
+        settings = _settings()
+        body = _read_body(message)
+        async with _service(settings) as service:
+            result = await service.send(Sender.cli(), target, body)
+        if json_out:
+            out.json(_send_json(result))
+        else:
+            out.line(result.summary)
+
+    _run(go)
+
+
+@app.command()
+def broadcast(
+    message: Annotated[str, typer.Argument(help="The message; '-' reads it from stdin.")],
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope",
+            "-s",
+            help="machine, directory, repo (as seen from this directory) or all.",
+        ),
+    ],
+    json_out: JsonOption = False,
+) -> None:
+    """Send one message to every live peer in a scope, from this terminal (unverified)."""
+    out = Output(json_mode=json_out)
+
+    async def go() -> None:
+        settings = _settings()
+        body = _read_body(message)
+        async with _service(settings) as service:
+            scope_ = service.parse_scope(scope)
+            cli = Sender.cli()
+            me = await _here(settings, cli.id) if scope_ in (Scope.DIRECTORY, Scope.REPO) else None
+            sender = Sender(cli.id, cli.name, cli.kind, me)
+            result = await service.broadcast(sender, body, scope_)
+        if json_out:
+            out.json(
+                {"scope": result.scope.value, "sent": [_send_json(r) for r in result.results]}
+            )
+            return
+        if not result.results:
+            out.line(f"No live peers in scope '{result.scope.value}'; nothing was sent.")
+            return
+        for r in result.results:
+            out.line(r.summary)
+
+    _run(go)
+
+
+# -- tail and log ------------------------------------------------------------------------
+
+
+@app.command()
+def tail(json_out: JsonOption = False) -> None:
+    """Stream messages and presence events (joins, leaves, summaries, renames) until stopped."""
+    out = Output(json_mode=json_out)
+
+    async def go() -> None:
+        settings = _settings()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        stopped = False
+
+        def stop() -> None:
+            nonlocal stopped
+            stopped = True
+            if task is not None:
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop)
+        transport = create_transport(settings)
+        try:
+            async with transport:
+                stream = transport.events()
+                typer.echo(
+                    f"peers: watching namespace '{settings.namespace}' on "
+                    f"{redact_url(settings.url)} (Ctrl-C stops)",
+                    err=True,
+                )
+                try:
+                    async for event in stream:
+                        message = None
+                        if event.kind is EventKind.MESSAGE and event.data.get("id"):
+                            message = await transport.get_message(str(event.data["id"]))
+                        if json_out:
+                            out.json_line(event_json(event, message))
+                        else:
+                            out.line(f"{clock(event.at)}  {event_text(event, message)}")
+                finally:
+                    aclose = getattr(stream, "aclose", None)
+                    if aclose is not None:
+                        with contextlib.suppress(Exception):
+                            await aclose()
+        except asyncio.CancelledError:
+            if not stopped:
+                raise
+        except BrokenPipeError:
+            # The reader went away (`peers tail | head`): a normal end.
+            # Point stdout at /dev/null so that the final flush cannot fail again.
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    _run(go)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """``30m``, ``1h``, ``2d``, ``1w`` ago, or an ISO date/time (local unless it says otherwise)."""
+    text = value.strip().lower()
+    now = time.time() if now is None else now
+    m = _DURATION.fullmatch(text)
+    if m:
+        return now - float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"--since {value!r}: use a duration such as 30m, 1h, 2d or 1w, "
+            "or a date such as 2026-11-20T14:00"
+        ) from None
+    return moment.timestamp()
+
+
+async def _log_peer_id(service: PeersService, target: str) -> str:
+    """A peer id for the history filter: live or gone, by id, name or prefix."""
+    target = target.strip()
+    if target.startswith(CLI_ID_PREFIX):
+        return target  # a command-line sender: only ever in the history
+    record = await service.transport.get_peer(target)
+    if record is not None:
+        return record.id
+    holder = await service.transport.get_peer_by_name(target.lower())
+    if holder is not None:
+        return holder.id
+    return (await service.resolve(target)).id
+
+
+@app.command()
+def log(
+    peer: Annotated[
+        str | None, typer.Option("--peer", "-p", help="Only messages sent by or to this peer.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only newer messages: 30m, 1h, 2d, or a date.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="At most this many, the newest.")
+    ] = 50,
+    json_out: JsonOption = False,
+) -> None:
+    """Message history within the retention window, with delivery state."""
+    out = Output(json_mode=json_out)
+
+    async def go() -> None:
+        settings = _settings()
+        since_ts = parse_since(since) if since is not None else None
+        async with _service(settings) as service:
+            peer_id = await _log_peer_id(service, peer) if peer is not None else None
+            records = await service.transport.history(
+                HistoryQuery(peer_id=peer_id, since=since_ts, limit=limit)
+            )
+            names: dict[str, str | None] = {}
+            for rec in records:
+                for pid in (rec.message.sender_id, rec.message.recipient_id):
+                    if pid not in names and not pid.startswith(CLI_ID_PREFIX):
+                        found = await service.transport.get_peer(pid)
+                        names[pid] = found.name if found else None
+        if json_out:
+            out.json(
+                {
+                    "namespace": settings.namespace,
+                    "peer": peer_id,
+                    "since": iso(since_ts),
+                    "messages": [record_json(r, names) for r in records],
+                }
+            )
+            return
+        if not records:
+            out.line("No messages in the retention window match.")
+            return
+        rows = []
+        for rec in records:
+            m = rec.message
+            to = names.get(m.recipient_id)
+            rows.append(
+                [
+                    clock(m.sent_at),
+                    rec.state.value,
+                    sender_label(m),
+                    f"{to} ({m.recipient_id})" if to else m.recipient_id,
+                    m.body,
+                    m.id,
+                ]
+            )
+        out.table(
+            [
+                Column("SENT"),
+                Column("STATE"),
+                Column("FROM"),
+                Column("TO"),
+                Column("MESSAGE", wide=True),
+                Column("ID", style="dim"),
+            ],
+            rows,
+            row_styles=[None] * len(rows),
+        )
+
+    _run(go)
+
+
+# -- kill and gc ---------------------------------------------------------------------------
+
+
+@app.command()
+def kill(
+    peer: Annotated[str, typer.Argument(help="Peer id, name, or an unambiguous prefix.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_out: JsonOption = False,
+) -> None:
+    """End a peer's agent session (its client process, not just the MCP server)."""
+    out = Output(json_mode=json_out)
+
+    async def go() -> None:
+        settings = _settings()
+        async with _service(settings) as service:
+            target = await service.resolve(peer)
+            if not yes:
+                where = target.repo or target.cwd
+                question = (
+                    f"End {target.label}'s {target.client} session in {where} "
+                    f"(MCP server pid {target.pid})?"
+                )
+                try:
+                    confirmed = typer.confirm(question, default=False, err=True)
+                except typer.Abort:
+                    confirmed = False
+                if not confirmed:
+                    _fail("not confirmed; nothing was done")
+            result = await service.kill_peer(target.id)
+        if json_out:
+            out.json(
+                {
+                    "peer": peer_json(result.peer),
+                    "pid": result.pid,
+                    "command": result.command,
+                    "signal": result.signal,
+                }
+            )
+        else:
+            out.line(
+                f"sent {result.signal} to {result.peer.label}'s agent "
+                f"(pid {result.pid}: {result.command})"
+            )
+
+    _run(go)
+
+
+@app.command()
+def gc(json_out: JsonOption = False) -> None:
+    """Mark dead peers offline, then delete what outlived retention: peers, mail, wake-up sockets."""
+    out = Output(json_mode=json_out)
+
+    async def go() -> None:
+        settings = _settings()
+        async with _service(settings) as service:
+            reaped = await service.transport.reap()
+            report = await service.transport.gc()
+        doc = {
+            "peers_reaped": len(reaped),
+            "peers_removed": report.peers_removed,
+            "messages_removed": report.messages_removed,
+            "wakeups_removed": report.wakeups_removed,
+        }
+        if json_out:
+            out.json(doc)
+            return
+        out.line(
+            f"marked {_count(len(reaped), 'dead peer')} offline; removed "
+            f"{_count(report.peers_removed, 'expired peer')}, "
+            f"{_count(report.messages_removed, 'expired message')} and "
+            f"{_count(report.wakeups_removed, 'stale wake-up socket')}"
+        )
+
+    _run(go)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+# -- install and doctor ----------------------------------------------------------------------
+
+
+@app.command()
+def install(
+    client: Annotated[
+        str, typer.Argument(metavar="CLIENT", help="claude, codex, cursor or gemini.")
+    ],
+    scope: Annotated[
+        str, typer.Option("--scope", "-s", help="user (every project) or project (this repo).")
+    ] = "user",
+    name: Annotated[
+        str, typer.Option("--name", help="The name the client registers the server under.")
+    ] = c.SERVER_NAME,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the change; write nothing.")
+    ] = False,
+) -> None:
+    """Write peers into an agent client's MCP configuration, keeping a backup."""
+    out = Output()
+    with _errors():
+        if client not in CLIENTS:
+            raise InvalidInput(f"unknown client {client!r}; use one of: {', '.join(CLIENTS)}")
+        try:
+            scope_ = InstallScope(scope)
+        except ValueError:
+            raise InvalidInput(f"unknown scope {scope!r}; use user or project") from None
+        plan = plan_install(client, scope_, name)
+        where = str(plan.location.path)
+        if not plan.changed:
+            out.line(f"{where} already has the '{plan.name}' entry; nothing to change.")
+        elif dry_run:
+            verb = "create" if plan.before is None else "change"
+            out.line(f"Would {verb} {where} (dry run, nothing written):")
+            out.line(plan.diff().rstrip("\n"))
+        else:
+            backup = apply_install(plan)
+            verb = "Created" if plan.before is None else "Updated"
+            out.line(f"{verb} {where} with the '{plan.name}' entry.")
+            if backup is not None:
+                out.line(f"Backup of the previous file: {backup}")
+        command = " ".join([plan.entry["command"], *plan.entry.get("args", [])])
+        out.line(f"Command: {command}")
+        for note in plan.notes:
+            out.line(f"Note: {note}.")
+        out.line()
+        for hint in start_hint(plan):
+            out.line(hint)
+
+
+@app.command()
+def doctor(json_out: JsonOption = False) -> None:
+    """Check configuration, backend, peers and client configs; exit 1 if any check fails."""
+    out = Output(json_mode=json_out)
+
+    async def go() -> list[Check]:
+        try:
+            settings = _settings()
+        except ConfigError as exc:
+            checks = [
+                Check(
+                    name="configuration",
+                    status=CheckStatus.FAIL,
+                    detail=str(exc),
+                    fix="fix or unset the PEERS_* variable named above",
+                )
+            ]
+            return checks + client_checks(Path.cwd())
+        return await run_doctor(settings, Path.cwd())
+
+    checks = _run(go)
+    counts = {s: sum(1 for ch in checks if ch.status is s) for s in CheckStatus}
+    if json_out:
+        out.json(
+            {
+                "ok": not failed(checks),
+                "counts": {s.value: n for s, n in counts.items()},
+                "checks": [check_json(ch) for ch in checks],
+            }
+        )
+    else:
+        for ch in checks:
+            word = {CheckStatus.OK: "ok", CheckStatus.WARN: "warn", CheckStatus.FAIL: "FAIL"}[
+                ch.status
+            ]
+            out.line(f"{word:<5} {ch.name}: {ch.detail}", style=status_style(ch.status))
+            if ch.fix and ch.status is not CheckStatus.OK:
+                out.line(f"      fix: {ch.fix}")
+        out.line()
+        out.line(
+            f"{_count(counts[CheckStatus.OK], 'check')} ok, "
+            f"{_count(counts[CheckStatus.WARN], 'warning')}, "
+            f"{_count(counts[CheckStatus.FAIL], 'failure')}"
+        )
+    if failed(checks):
+        raise typer.Exit(1)
 
 def main() -> None:
     app()
