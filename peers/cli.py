@@ -26,6 +26,7 @@ import typer
 from peers import constants as c
 from peers.config import Settings, load_settings, redact_url
 from peers.doctor import client_checks, failed, run_doctor
+from peers.entry import run_serve
 from peers.errors import AmbiguousTarget, ConfigError, InvalidInput, PeersError
 from peers.gitinfo import git_context
 from peers.install import CLIENTS, InstallScope, apply_install, plan_install, start_hint
@@ -66,15 +67,7 @@ app = typer.Typer(
 @app.command()
 def serve() -> None:
     """Run the stdio MCP server for one agent session (launched by the agent client)."""
-    try:
-        settings = load_settings()
-    except PeersError as exc:
-        typer.echo(f"peers serve: {exc}", err=True)
-        raise typer.Exit(2) from None
-    configure_logging(settings.log_level, settings.log_format)
-    from peers.server import serve as run
-
-    run(settings)
+    run_serve()
 
 
 @app.command()

@@ -1,0 +1,37 @@
+"""The ``peers`` console script.
+
+``peers serve`` is started by agent clients that wait for its ``initialize``
+answer, so it skips importing the operator CLI (typer, rich, doctor, install).
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main", "run_serve"]
+
+
+def run_serve() -> None:
+    """Read the settings and serve MCP on stdio (exit 2 on a configuration error)."""
+    from peers.config import load_settings
+    from peers.errors import PeersError
+    from peers.log import configure_logging
+
+    try:
+        settings = load_settings()
+    except PeersError as exc:
+        print(f"peers serve: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.log_format)
+    from peers.server import serve
+
+    serve(settings)
+
+
+def main() -> None:
+    if sys.argv[1:] == ["serve"]:
+        run_serve()
+        return
+    from peers.cli import main as cli_main
+
+    cli_main()
