@@ -96,6 +96,7 @@ from peers.models import (
 )
 from peers.procinfo import process_alive
 from peers.transports.base import Capabilities, Transport
+from peers.transports.redis_checks import permission_checks
 
 __all__ = ["RedisTransport"]
 
@@ -795,6 +796,7 @@ class RedisTransport(Transport):
                 detail=facts["mode"],
                 fix="" if standalone else "point PEERS_URL at a standalone Redis",
             ),
+            *await permission_checks(self._client(), self._keys),
         ]
 
     # -- peers -------------------------------------------------------------------
