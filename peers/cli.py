@@ -206,7 +206,7 @@ def status(json_out: JsonOption = False) -> None:
                 out.json(doc)
             with contextlib.suppress(PeersError):
                 await transport.close()
-            _fail(f"backend {doc['url']} is unreachable: {exc}")
+            _fail(str(exc))
         try:
             service = PeersService(transport, settings)
             peers = await service.list_peers(Scope.ALL)
