@@ -195,7 +195,11 @@ class WakeDirectory:
     def __init__(self, db_path: Path) -> None:
         self.path = wake_dir_for(db_path)
         self._sender: socket.socket | None = None
-        self._tails: dict[str, tuple[int, float, list[str]]] = {}
+        # namespace -> (directory mtime, when listed, tail socket addresses)
+        self._tails: dict[str, tuple[int, float, list[bytes]]] = {}
+        # (namespace, peer id) -> socket address: a send must not hash and
+        # build paths every time.
+        self._addresses: dict[tuple[str, str], bytes] = {}
 
     def ensure(self) -> None:
         """Create the directory (and the /tmp parent of the fallback) as 0700."""
@@ -232,23 +236,33 @@ class WakeDirectory:
         except OSError as exc:
             raise BackendUnavailable(f"cannot bind wake-up socket {path}: {exc.strerror}") from exc
 
-    def _poke(self, path: str | Path) -> None:
+    def _poke(self, address: bytes) -> None:
         if self._sender is None:
             self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sender.setblocking(False)
         # Nobody bound (ENOENT, ECONNREFUSED) or pokes already queued (EAGAIN):
         # either way the recipient's next fetch finds the mail.
         with contextlib.suppress(OSError):
-            self._sender.sendto(b"\x01", os.fsencode(path))
+            self._sender.sendto(b"\x01", address)
 
     def poke_peer(self, namespace: str, peer_id: str) -> None:
-        self._poke(self.peer_path(namespace, peer_id))
+        key = (namespace, peer_id)
+        address = self._addresses.get(key)
+        if address is None:
+            if len(self._addresses) > 4096:
+                self._addresses.clear()
+            address = self._addresses[key] = os.fsencode(self.peer_path(namespace, peer_id))
+        self._poke(address)
+
+    def has_tails(self, namespace: str) -> bool:
+        """Whether anyone tails this namespace (or crashed while tailing it)."""
+        return bool(self._tail_addresses(namespace))
 
     def poke_tails(self, namespace: str) -> None:
-        for name in self._tail_names(namespace):
-            self._poke(self.path / name)
+        for address in self._tail_addresses(namespace):
+            self._poke(address)
 
-    def _tail_names(self, namespace: str) -> list[str]:
+    def _tail_addresses(self, namespace: str) -> list[bytes]:
         try:
             mtime = os.stat(self.path).st_mtime_ns
         except OSError:
@@ -259,7 +273,9 @@ class WakeDirectory:
         listed_at = time.time()
         prefix = _tail_prefix(namespace)
         try:
-            names = [n for n in os.listdir(self.path) if n.startswith(prefix)]
+            names = [
+                os.fsencode(self.path / n) for n in os.listdir(self.path) if n.startswith(prefix)
+            ]
         except OSError:
             return []
         self._tails[namespace] = (mtime, listed_at, names)

@@ -1,0 +1,246 @@
+"""Send-to-wake latency and sustained throughput of a transport, across two processes.
+
+    uv run python benchmarks/transport_bench.py [--url URL] [--check]
+
+Without ``--url`` it runs on a fresh SQLite file in a temporary directory. It
+is written against the Transport ABC only, so any URL that
+``peers.transports.create_transport`` understands works (``redis://...``).
+
+A receiver process registers a peer and loops wait_for_mail / fetch / ack.
+The sender (this process):
+
+1. latency: sends single messages, spaced out, each carrying ``time.time()``
+   taken just before ``send``; the receiver subtracts it from the wall-clock
+   time at which ``wait_for_mail`` returned. Only wall-clock time crosses the
+   process boundary (perf_counter is per process).
+2. throughput: sends N messages back to back; the figure is N divided by the
+   time from the first send to the receiver's last ack.
+
+``--check`` exits with status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import queue
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+
+from peers.config import Settings, load_settings
+from peers.constants import FETCH_LIMIT
+from peers.ids import new_message_id, new_peer_id
+from peers.models import Message, Peer
+from peers.procinfo import process_start_time
+from peers.transports import create_transport
+
+TARGET_P50_MS = 5.0
+TARGET_P99_MS = 20.0
+TARGET_RATE = 3000.0
+
+# How long either side waits for the other before declaring the run broken.
+STEP_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    url: str
+    namespace: str
+    receiver_id: str
+    latency_count: int
+    latency_gap: float
+    throughput_count: int
+    body_bytes: int
+
+
+def make_peer(settings: Settings, peer_id: str, name: str) -> Peer:
+    pid = os.getpid()
+    return Peer(
+        id=peer_id,
+        namespace=settings.namespace,
+        name=name,
+        host=settings.host,
+        pid=pid,
+        pid_start=process_start_time(pid),
+        cwd=os.getcwd(),
+        client="bench",
+    )
+
+
+# -- receiver (child process) ------------------------------------------------------
+
+
+async def receive(plan: Plan, out: Queue[tuple[str, Any]]) -> None:
+    settings = load_settings(url=plan.url, namespace=plan.namespace)
+    async with create_transport(settings) as transport:
+        await transport.register(make_peer(settings, plan.receiver_id, "bench-receiver"))
+        out.put(("ready", None))
+
+        latencies: list[float] = []
+        while len(latencies) < plan.latency_count:
+            await transport.wait_for_mail(plan.receiver_id, timeout=settings.safety_recheck)
+            woke_at = time.time()
+            batch = await transport.fetch(plan.receiver_id, limit=FETCH_LIMIT)
+            for message in batch:
+                latencies.append(woke_at - json.loads(message.body)["ts"])
+            if batch:
+                await transport.ack(plan.receiver_id, [m.id for m in batch])
+        out.put(("latency", latencies))
+
+        received = 0
+        wakes = 0
+        while received < plan.throughput_count:
+            await transport.wait_for_mail(plan.receiver_id, timeout=settings.safety_recheck)
+            wakes += 1
+            # Drain what is there before sleeping again, as a busy server would.
+            while batch := await transport.fetch(plan.receiver_id, limit=FETCH_LIMIT):
+                received += await transport.ack(plan.receiver_id, [m.id for m in batch])
+        out.put(("throughput", {"received": received, "done": time.time(), "wakes": wakes}))
+        await transport.unregister(plan.receiver_id)
+
+
+def receiver_main(plan: Plan, out: Queue[tuple[str, Any]]) -> None:
+    try:
+        asyncio.run(receive(plan, out))
+    except BaseException as exc:
+        out.put(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+# -- sender (this process) -----------------------------------------------------------
+
+
+async def expect(out: Queue[tuple[str, Any]], proc: BaseProcess, kind: str) -> Any:
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            got_kind, value = await asyncio.to_thread(out.get, True, 0.5)
+        except queue.Empty:
+            if not proc.is_alive():
+                raise SystemExit(f"receiver exited with {proc.exitcode} before '{kind}'") from None
+            continue
+        if got_kind == "error":
+            raise SystemExit(f"receiver failed: {value}")
+        if got_kind != kind:
+            raise SystemExit(f"expected '{kind}' from the receiver, got '{got_kind}'")
+        return value
+    raise SystemExit(f"receiver sent no '{kind}' within {STEP_TIMEOUT:.0f}s")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def run(plan: Plan, proc: BaseProcess, out: Queue[tuple[str, Any]]) -> dict[str, float]:
+    settings = load_settings(url=plan.url, namespace=plan.namespace)
+    async with create_transport(settings) as transport:
+        me = await transport.register(make_peer(settings, new_peer_id(), "bench-sender"))
+        await expect(out, proc, "ready")
+
+        def message(body: str) -> Message:
+            return Message(
+                id=new_message_id(),
+                namespace=plan.namespace,
+                sender_id=me.id,
+                sender_name=me.name,
+                recipient_id=plan.receiver_id,
+                body=body,
+            )
+
+        print(f"latency: {plan.latency_count} single messages, {plan.latency_gap * 1000:.0f} ms apart")
+        for i in range(plan.latency_count):
+            await transport.send(message(json.dumps({"ts": time.time(), "i": i})))
+            await asyncio.sleep(plan.latency_gap)
+        latencies: list[float] = await expect(out, proc, "latency")
+
+        print(f"throughput: {plan.throughput_count} messages back to back")
+        padding = "x" * plan.body_bytes
+        started = time.time()
+        for i in range(plan.throughput_count):
+            await transport.send(message(f"{i} {padding}"))
+        sent_at = time.time()
+        result = await expect(out, proc, "throughput")
+        await transport.unregister(me.id)
+
+    elapsed = result["done"] - started
+    return {
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies) * 1000,
+        "rate": result["received"] / elapsed,
+        "send_rate": plan.throughput_count / (sent_at - started),
+        "elapsed": elapsed,
+        "wakes": result["wakes"],
+    }
+
+
+def report(url: str, figures: dict[str, float]) -> bool:
+    rows = [
+        ("send-to-wake p50", f"{figures['p50_ms']:.2f} ms", f"<= {TARGET_P50_MS:g} ms",
+         figures["p50_ms"] <= TARGET_P50_MS),
+        ("send-to-wake p99", f"{figures['p99_ms']:.2f} ms", f"<= {TARGET_P99_MS:g} ms",
+         figures["p99_ms"] <= TARGET_P99_MS),
+        ("send+wake+fetch+ack", f"{figures['rate']:,.0f} msg/s", f">= {TARGET_RATE:,.0f} msg/s",
+         figures["rate"] >= TARGET_RATE),
+    ]  # fmt: skip
+    print(f"\nbackend: {url}")
+    for label, value, target, ok in rows:
+        print(f"  {label:<22} {value:>14}   target {target:<16} {'ok' if ok else 'MISSED'}")
+    print(
+        f"  (latency max {figures['max_ms']:.2f} ms; sender alone {figures['send_rate']:,.0f} msg/s; "
+        f"{figures['elapsed']:.2f} s end to end, {figures['wakes']:.0f} wake-ups)"
+    )
+    return all(ok for *_, ok in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--url", help="transport URL (default: a temporary SQLite file)")
+    parser.add_argument("--latency-count", type=int, default=500)
+    parser.add_argument("--latency-gap-ms", type=float, default=4.0)
+    parser.add_argument("--throughput-count", type=int, default=20_000)
+    parser.add_argument("--body-bytes", type=int, default=200)
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="peers-bench-") as tmp:
+        url = args.url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        plan = Plan(
+            url=url,
+            # A namespace of its own: a shared server's other data is never touched.
+            namespace=f"bench-{uuid.uuid4().hex[:8]}",
+            receiver_id=new_peer_id(),
+            latency_count=args.latency_count,
+            latency_gap=args.latency_gap_ms / 1000,
+            throughput_count=args.throughput_count,
+            body_bytes=args.body_bytes,
+        )
+        ctx = multiprocessing.get_context("spawn")
+        out: Queue[tuple[str, Any]] = ctx.Queue()
+        proc = ctx.Process(target=receiver_main, args=(plan, out), daemon=True)
+        proc.start()
+        try:
+            figures = asyncio.run(run(plan, proc, out))
+        finally:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
+    met = report(url, figures)
+    return 1 if args.check and not met else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
