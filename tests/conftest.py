@@ -193,6 +193,7 @@ async def fakeredis_factory(namespace: str) -> AsyncIterator[_Opener]:
     if redis_transport_missing():
         pytest.skip("redis transport not implemented yet")
     import fakeredis
+
     from peers.transports.redis import RedisTransport
 
     server = fakeredis.FakeServer()
