@@ -160,7 +160,9 @@ async def run(plan: Plan, proc: BaseProcess, out: Queue[tuple[str, Any]]) -> dic
                 body=body,
             )
 
-        print(f"latency: {plan.latency_count} single messages, {plan.latency_gap * 1000:.0f} ms apart")
+        print(
+            f"latency: {plan.latency_count} single messages, {plan.latency_gap * 1000:.0f} ms apart"
+        )
         for i in range(plan.latency_count):
             await transport.send(message(json.dumps({"ts": time.time(), "i": i})))
             await asyncio.sleep(plan.latency_gap)

@@ -9,7 +9,8 @@ Supports
     Not for several hosts: SQLite over a network filesystem is unsafe.
 
 URL format
-    ``sqlite:///abs/path/peers.db`` (an absolute path; ``~`` is expanded).
+    ``sqlite:///abs/path/peers.db`` (an absolute path; ``sqlite:////abs/...``
+    means the same, and ``sqlite:///~/...`` is under the home directory).
     The directory is created with mode 0700 and the database (with its -wal
     and -shm files) with mode 0600. Wake-up sockets live in ``<dir>/wake/``,
     or under ``/tmp/peers-<uid>/`` when that path is too long for a socket.
@@ -195,6 +196,10 @@ def parse_sqlite_url(url: str) -> tuple[Path, dict[str, str]]:
     raw = unquote(parts.path)
     if raw.startswith("/~"):
         raw = raw[1:]
+    elif raw.startswith("//"):
+        # sqlite:////abs/path.db (SQLAlchemy's spelling, and what an f-string with
+        # an absolute path gives) means the same file as sqlite:///abs/path.db.
+        raw = "/" + raw.lstrip("/")
     path = Path(os.path.expanduser(raw))
     if not raw or not path.is_absolute() or raw.endswith("/"):
         raise ConfigError(
