@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -55,6 +57,7 @@ MakeMessage = Callable[..., Message]
 Factory = Any
 
 HOST = socket.gethostname()
+STRESS_WORKER = Path(__file__).parent.parent / "_stress_worker.py"
 # Upper bound for anything the contract says takes milliseconds; generous for slow CI.
 PROMPT = 3.0
 
@@ -576,6 +579,32 @@ async def test_rename_to_live_name_is_taken(
     assert current is not None and current.id == holder.id
 
 
+async def test_concurrent_renames_to_one_name_have_one_winner(
+    transport: Transport, transport_factory: Factory, make_peer: MakePeer
+) -> None:
+    peers = [await transport.register(make_peer(name=f"p{i}")) for i in range(10)]
+    instances = [await transport_factory() for _ in peers]
+    winners: list[str] = []
+
+    async def rename(t: Transport, peer: Peer) -> None:
+        try:
+            await t.update_peer(peer.id, PeerUpdate(name="target"))
+        except NameTaken:
+            return
+        winners.append(peer.id)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for t, peer in zip(instances, peers, strict=True):
+                tg.start_soon(rename, t, peer)
+
+    assert len(winners) == 1, winners
+    holder = await transport.get_peer_by_name("target")
+    assert holder is not None and holder.id == winners[0]
+    names = sorted(p.name or "" for p in await transport.list_peers())
+    assert names == sorted(["target", *(p.name or "" for p in peers if p.id != winners[0])])
+
+
 async def test_rename_to_offline_name_inherits_its_mail(
     transport: Transport, make_peer: MakePeer, make_message: MakeMessage
 ) -> None:
@@ -756,6 +785,16 @@ async def test_ack_is_recipient_scoped_and_idempotent(
     assert await fetch_all(transport, a.id) == [to_a.id]
 
 
+async def test_ack_counts_a_repeated_id_once(
+    transport: Transport, make_peer: MakePeer, make_message: MakeMessage
+) -> None:
+    a = await transport.register(make_peer())
+    b = await transport.register(make_peer())
+    msg = await transport.send(make_message(a, b, "once"))
+    assert await transport.ack(b.id, [msg.id, msg.id, msg.id]) == 1
+    assert await transport.pending_counts() == {}
+
+
 async def test_ack_some_keeps_order_of_rest(
     transport: Transport, make_peer: MakePeer, make_message: MakeMessage
 ) -> None:
@@ -859,6 +898,45 @@ async def test_wait_returns_false_at_timeout_without_mail(
     elapsed = time.monotonic() - started
     assert woke is False
     assert elapsed >= 0.4
+
+
+async def test_idle_wait_costs_no_cpu(transport: Transport, make_peer: MakePeer) -> None:
+    recipient = await transport.register(make_peer())
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    assert await transport.wait_for_mail(recipient.id, timeout=1.5) is False
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # Polling every few milliseconds would burn far more than this in 1.5 s.
+    assert cpu < 0.15, f"an idle wait used {cpu:.3f} s of CPU"
+
+
+async def test_wait_wakes_on_send_from_another_process(
+    transport: Transport,
+    transport_factory: Factory,
+    make_peer: MakePeer,
+    request: pytest.FixtureRequest,
+) -> None:
+    if request.node.callspec.params["transport"] == "fakeredis_transport":
+        pytest.skip("fakeredis lives in this process only")
+    recipient = await transport.register(make_peer())
+    settings = transport_factory.settings()
+    args = {
+        "url": settings.url,
+        "namespace": settings.namespace,
+        "sender": new_peer_id(),
+        "recipients": [recipient.id],
+        "count": 1,
+    }
+    result = Path(request.getfixturevalue("tmp_path")) / "sender.json"
+    command = [sys.executable, str(STRESS_WORKER), "send", json.dumps(args), str(result)]
+    async with await anyio.open_process(command) as child:
+        with anyio.fail_after(30):
+            woke = await transport.wait_for_mail(recipient.id, timeout=25)
+        await child.wait()
+    assert woke is True
+    assert child.returncode == 0, result.read_text()
+    [msg] = await transport.fetch(recipient.id)
+    assert msg.sender_id == args["sender"]
 
 
 async def test_send_between_fetch_and_wait_is_not_missed(
