@@ -1,0 +1,37 @@
+"""Fixtures for the Redis-only tests (helpers live in redis_helpers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from redis_helpers import HOST, Opener, PrivateRedis, acl_server_args, spawn_redis
+
+
+@pytest.fixture(scope="session")
+def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """A separate redis-server that enforces deploy/redis/users.acl."""
+    data_dir = tmp_path_factory.mktemp("redis-acl")
+    server = spawn_redis(data_dir, *acl_server_args(data_dir))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def open_on() -> AsyncIterator[Any]:
+    """``open_on(url, namespace, **settings)``: an Opener for any URL, closed at teardown."""
+    openers: list[Opener] = []
+
+    def make(url: str, namespace: str, **overrides: Any) -> Opener:
+        opener = Opener({"url": url, "namespace": namespace, "host": HOST, **overrides})
+        openers.append(opener)
+        return opener
+
+    try:
+        yield make
+    finally:
+        for opener in openers:
+            await opener.aclose()
