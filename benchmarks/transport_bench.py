@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import queue
+import resource
 import statistics
 import sys
 import tempfile
@@ -62,6 +63,12 @@ class Plan:
     latency_gap: float
     throughput_count: int
     body_bytes: int
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU time of this process (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def make_peer(settings: Settings, peer_id: str, name: str) -> Peer:
@@ -100,13 +107,16 @@ async def receive(plan: Plan, out: Queue[tuple[str, Any]]) -> None:
 
         received = 0
         wakes = 0
+        cpu_before = cpu_seconds()
         while received < plan.throughput_count:
             await transport.wait_for_mail(plan.receiver_id, timeout=settings.safety_recheck)
             wakes += 1
             # Drain what is there before sleeping again, as a busy server would.
             while batch := await transport.fetch(plan.receiver_id, limit=FETCH_LIMIT):
                 received += await transport.ack(plan.receiver_id, [m.id for m in batch])
-        out.put(("throughput", {"received": received, "done": time.time(), "wakes": wakes}))
+        done = time.time()
+        cpu = cpu_seconds() - cpu_before
+        out.put(("throughput", {"received": received, "done": done, "wakes": wakes, "cpu": cpu}))
         await transport.unregister(plan.receiver_id)
 
 
@@ -170,10 +180,12 @@ async def run(plan: Plan, proc: BaseProcess, out: Queue[tuple[str, Any]]) -> dic
 
         print(f"throughput: {plan.throughput_count} messages back to back")
         padding = "x" * plan.body_bytes
+        cpu_before = cpu_seconds()
         started = time.time()
         for i in range(plan.throughput_count):
             await transport.send(message(f"{i} {padding}"))
         sent_at = time.time()
+        sender_cpu = cpu_seconds() - cpu_before
         result = await expect(out, proc, "throughput")
         await transport.unregister(me.id)
 
@@ -186,6 +198,8 @@ async def run(plan: Plan, proc: BaseProcess, out: Queue[tuple[str, Any]]) -> dic
         "send_rate": plan.throughput_count / (sent_at - started),
         "elapsed": elapsed,
         "wakes": result["wakes"],
+        "sender_cpu_us": sender_cpu / plan.throughput_count * 1e6,
+        "receiver_cpu_us": result["cpu"] / plan.throughput_count * 1e6,
     }
 
 
@@ -204,6 +218,11 @@ def report(url: str, figures: dict[str, float]) -> bool:
     print(
         f"  (latency max {figures['max_ms']:.2f} ms; sender alone {figures['send_rate']:,.0f} msg/s; "
         f"{figures['elapsed']:.2f} s end to end, {figures['wakes']:.0f} wake-ups)"
+    )
+    print(
+        f"  (CPU per message: sender {figures['sender_cpu_us']:.0f} us, "
+        f"receiver {figures['receiver_cpu_us']:.0f} us; load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs)"
     )
     return all(ok for *_, ok in rows)
 

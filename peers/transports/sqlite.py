@@ -563,9 +563,10 @@ class SQLiteTransport(Transport):
     def _migrate(self) -> None:
         conn = self._connection()
         target = len(MIGRATIONS)
-        self._check_version(self._schema_version(conn), target)
-        if self._schema_version(conn) == target:
-            return
+        version = self._schema_version(conn)
+        self._check_version(version, target)
+        if version == target:
+            return  # the common case: no write lock needed
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated while we waited for the lock.
