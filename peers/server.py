@@ -296,12 +296,18 @@ class PeersServer:
             )
         try:
             args = _check_args(params.name, params.arguments or {})
-            with anyio.fail_after(15):
-                await self.session.registered.wait()
+            if not self.session.registered.is_set():
+                # Wait out a normal start; answer at once when the backend is known down.
+                with anyio.move_on_after(0.5 if self.session.backend_error else 15):
+                    await self.session.registered.wait()
+                if not self.session.registered.is_set():
+                    why = self.session.backend_error or "registration is still running"
+                    return _result(
+                        f"peers is not connected yet ({why}); it keeps retrying by itself",
+                        {"error": "unavailable"},
+                        True,
+                    )
             text, structured = await handler(args)
-        except TimeoutError:
-            why = self.session.backend_error or "registration is still running"
-            return _result(f"peers is not connected yet: {why}", {"error": "unavailable"}, True)
         except PeersError as exc:
             return _result(f"{params.name} failed: {exc}", {"error": type(exc).__name__}, True)
         except Exception as exc:  # never let one bad call take the server down

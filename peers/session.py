@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ from peers.service import PeersService
 __all__ = ["Session", "SessionContext", "default_summary", "detect_tty"]
 
 log = get_logger("peers.session")
+
+_HANDED_OUT_MEMORY = 10_000
 
 PushCallback = Callable[[Message, Peer | None], Awaitable[None]]
 
@@ -92,6 +95,9 @@ class Session:
         self._mail_lock = anyio.Lock()
         self._stopping = False
         self._senders: dict[str, tuple[float, Peer | None]] = {}
+        # Ids already handed to the agent: if an ack is lost (backend outage right
+        # after delivery), the redelivered copy is acked again but not shown twice.
+        self._handed_out: OrderedDict[str, None] = OrderedDict()
 
     # -- registration ----------------------------------------------------------
 
@@ -244,12 +250,23 @@ class Session:
         self._senders[message.sender_id] = (time.monotonic(), peer)
         return peer
 
+    def _first_time(self, messages: list[Message]) -> list[Message]:
+        fresh = [m for m in messages if m.id not in self._handed_out]
+        for m in fresh:
+            self._handed_out[m.id] = None
+        while len(self._handed_out) > _HANDED_OUT_MEMORY:
+            self._handed_out.popitem(last=False)
+        return fresh
+
     async def take_mail(self) -> list[Message]:
         """Pending mail, acknowledged as it is handed out (the poll path)."""
         if self.peer is None:
             return []
         async with self._mail_lock:
-            return await self.service.check_messages(self.peer.id)
+            messages = await self.service.pending(self.peer.id)
+            # Ack first: if it fails, the agent gets the mail on its next call instead.
+            await self.service.ack(self.peer.id, [m.id for m in messages])
+            return self._first_time(messages)
 
     async def push_loop(self, deliver: PushCallback) -> None:
         """Push each message as it arrives; ack once its notification is written."""
@@ -263,7 +280,8 @@ class Session:
                 async with self._mail_lock:
                     messages = await self.service.pending(peer.id, c.FETCH_LIMIT)
                     for message in messages:
-                        await deliver(message, await self.sender_of(message))
+                        if self._first_time([message]):
+                            await deliver(message, await self.sender_of(message))
                         # Ack one by one: a crash mid-batch re-sends only the unacked rest.
                         await self.service.ack(peer.id, [message.id])
                 if len(messages) >= c.FETCH_LIMIT:
