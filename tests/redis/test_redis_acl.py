@@ -87,7 +87,9 @@ async def transport_factory(acl_redis: PrivateRedis, namespace: str) -> AsyncIte
         await opener.aclose()
 
 
-@pytest.fixture
+# Parametrised (one value) like the root conftest's `transport`, so that contract
+# tests that read request.node.callspec.params["transport"] work here too.
+@pytest.fixture(params=[pytest.param("redis_acl_transport", id="redis-acl")])
 async def transport(transport_factory: Opener) -> Transport:
     return await transport_factory()
 
