@@ -1266,7 +1266,12 @@ class SQLiteTransport(Transport):
             )
             return checks
 
-        return await self._read(op)
+        # Path, filesystem and write-lock probes from outside the connection
+        # (peers.transports.sqlite_checks), then what the open connection sees.
+        from peers.transports.sqlite_checks import file_checks
+
+        outside = await file_checks(self.path)
+        return [*outside, *await self._read(op)]
 
     async def gc(self) -> GcReport:
         """Delete what outlived retention: offline peers, old mail, stale wake-up endpoints."""
