@@ -63,6 +63,7 @@ class Plan:
     latency_gap: float
     throughput_count: int
     body_bytes: int
+    in_flight: int
 
 
 def cpu_seconds() -> float:
@@ -178,12 +179,26 @@ async def run(plan: Plan, proc: BaseProcess, out: Queue[tuple[str, Any]]) -> dic
             await asyncio.sleep(plan.latency_gap)
         latencies: list[float] = await expect(out, proc, "latency")
 
-        print(f"throughput: {plan.throughput_count} messages back to back")
+        print(
+            f"throughput: {plan.throughput_count} messages back to back "
+            f"({plan.in_flight} send(s) in flight)"
+        )
         padding = "x" * plan.body_bytes
         cpu_before = cpu_seconds()
         started = time.time()
-        for i in range(plan.throughput_count):
-            await transport.send(message(f"{i} {padding}"))
+        if plan.in_flight <= 1:
+            for i in range(plan.throughput_count):
+                await transport.send(message(f"{i} {padding}"))
+        else:
+            # Several sends outstanding at once, as a busy process with many
+            # tasks would have; each task still sends one message at a time.
+            counter = iter(range(plan.throughput_count))
+
+            async def pump() -> None:
+                for i in counter:
+                    await transport.send(message(f"{i} {padding}"))
+
+            await asyncio.gather(*(pump() for _ in range(plan.in_flight)))
         sent_at = time.time()
         sender_cpu = cpu_seconds() - cpu_before
         result = await expect(out, proc, "throughput")
@@ -234,6 +249,12 @@ def main() -> int:
     parser.add_argument("--latency-gap-ms", type=float, default=4.0)
     parser.add_argument("--throughput-count", type=int, default=20_000)
     parser.add_argument("--body-bytes", type=int, default=200)
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=1,
+        help="concurrent sends in the throughput phase (default 1: strictly one after another)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
 
@@ -248,6 +269,7 @@ def main() -> int:
             latency_gap=args.latency_gap_ms / 1000,
             throughput_count=args.throughput_count,
             body_bytes=args.body_bytes,
+            in_flight=args.in_flight,
         )
         ctx = multiprocessing.get_context("spawn")
         out: Queue[tuple[str, Any]] = ctx.Queue()

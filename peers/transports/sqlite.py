@@ -439,6 +439,17 @@ class SQLiteTransport(Transport):
                     time.sleep(random.uniform(0, min(0.0005 * 2**tries, 0.1)))
                     continue
                 raise self._convert(exc) from exc
+            except UnicodeEncodeError as exc:
+                raise InvalidInput(
+                    f"text that is not valid Unicode cannot be stored: {exc}"
+                ) from exc
+            except OverflowError as exc:
+                raise InvalidInput(f"a number too large to store: {exc}") from exc
+            except ValueError as exc:
+                # A stored row that does not decode (JSON, enum, model validation).
+                raise StoreCorrupt(
+                    f"{self.path} holds a record peers cannot read ({exc}); run `peers doctor`"
+                ) from exc
 
     def _convert(self, exc: sqlite3.Error) -> PeersError:
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
@@ -465,6 +476,8 @@ class SQLiteTransport(Transport):
             )
         if code == _SQLITE_READONLY or "readonly" in lower:
             return BackendUnavailable(f"the SQLite database {self.path} is read-only ({text})")
+        if isinstance(exc, sqlite3.IntegrityError):
+            return InvalidInput(f"the store refused the record: {text}")
         if "no such table" in lower or "no such column" in lower:
             return StoreCorrupt(
                 f"{self.path} does not have the tables peers expects ({text}); run `peers doctor`"
@@ -1013,6 +1026,8 @@ class SQLiteTransport(Transport):
                     ),
                 )
             except sqlite3.IntegrityError as exc:
+                if "UNIQUE" not in str(exc):
+                    raise
                 raise InvalidInput(f"a message with id {message.id} already exists") from exc
             # Events are read only by live tails (from the moment they start):
             # with nobody tailing, a MESSAGE event would be written for nothing.
