@@ -27,7 +27,7 @@ import pytest
 from peers import constants as c
 from peers import procinfo
 from peers.config import load_settings
-from peers.errors import BackendUnavailable, ConfigError, StoreCorrupt
+from peers.errors import BackendUnavailable, ConfigError, InvalidInput, StoreCorrupt
 from peers.ids import new_message_id, new_peer_id
 from peers.keys import SQLiteTables
 from peers.models import DeliveryState, HistoryQuery, Message, Peer
@@ -300,6 +300,21 @@ async def test_write_lock_held_for_good_is_backend_unavailable(
         holder.close()
     assert "locked" in str(info.value)
     await t.heartbeat(a.id)  # and it recovers once the lock is gone
+
+
+async def test_unstorable_values_are_invalid_input(
+    short_dir: Path, opened: Callable[..., Any]
+) -> None:
+    t = await opened(short_dir / "peers.db")
+    a = await t.register(peer())
+    with pytest.raises(InvalidInput):
+        await t.register(peer(pid=10**30))  # beyond SQLite's 64-bit integers
+    with pytest.raises(InvalidInput):
+        await t.send(message(a, a, "lone surrogate \udc80"))
+    with pytest.raises(InvalidInput):
+        await t.send(message(a, a).model_copy(update={"sent_at": float("nan")}))
+    assert await t.fetch(a.id) == []
+    assert [p.id for p in await t.list_peers()] == [a.id]
 
 
 @pytest.mark.parametrize(
