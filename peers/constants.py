@@ -37,6 +37,9 @@ REDIS_RETRIES: Final = 4
 REDIS_BACKOFF_BASE: Final = 0.05
 REDIS_BACKOFF_CAP: Final = 1.0
 REDIS_HEALTH_CHECK_INTERVAL: Final = 30
+# A doorbell ring suppresses further rings for the same recipient until it fetches,
+# or at most this long (so that one lost ring delays push by no more than this).
+REDIS_RING_TTL_MS: Final = 1_000
 # How far send follows successor pointers (a name changing hands this often is a bug).
 REDIS_MAX_SUCCESSOR_HOPS: Final = 32
 # Look-then-claim rounds a registration may lose to concurrent claims before giving up.

@@ -58,6 +58,14 @@ class RedisKeys:
         """Stream: capped history of events (sends, acks, presence) for log and tail."""
         return f"{self.prefix}log"
 
+    def ring(self, peer_id: str) -> str:
+        """String with a short TTL: the doorbell rang and the peer has not fetched since.
+
+        Sends while it exists skip the doorbell: the pending ring already makes the
+        recipient fetch, and that fetch reads their mail too.
+        """
+        return f"{self.prefix}ring:{peer_id}"
+
     def wake_channel(self, peer_id: str) -> str:
         """Pub/sub channel: a payload-free doorbell rung after a send."""
         return f"{self.prefix}wake:{peer_id}"

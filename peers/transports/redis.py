@@ -121,14 +121,12 @@ R = TypeVar("R")
 
 # -- server-side scripts ---------------------------------------------------------------
 #
-# Every script gets the same first ARGVs: the key stems from RedisKeys (so key
-# names are built in one place) and the group and log length. KEYS[1] is always a
-# key of the namespace, which routes the script to its slot.
+# Each script starts with a prelude that defines the namespace's key stems (built
+# by RedisKeys, the one place for key names) and the group and log length as Lua
+# constants, so calls carry only their own arguments. KEYS[1] is always a key of
+# the namespace, which routes the script to its slot.
 
-_PRELUDE = """
-local PEER, ALIVE, MBOX, MSG, NAME, WAKE, REGISTRY, LOG =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local GROUP, MAXLEN = ARGV[9], ARGV[10]
+_PRELUDE_BODY = """
 local function log(...)
   return redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', ...)
 end
@@ -137,15 +135,40 @@ local function make_group(stream)
   redis.pcall('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')
 end
 """
-_NARGS: Final = 10  # ARGVs the prelude consumes
+
+
+def _lua_string(text: str) -> str:
+    """A Lua 5.1 string literal for any text (printable ASCII as is, the rest as \\ddd)."""
+    out = [chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in text.encode()]
+    return '"' + "".join(out) + '"'
+
+
+def _prelude(keys: RedisKeys) -> str:
+    constants = {
+        "PEER": keys.peer(""),
+        "ALIVE": keys.alive(""),
+        "MBOX": keys.mailbox(""),
+        "MSG": keys.message(""),
+        "NAME": keys.name(""),
+        "RING": keys.ring(""),
+        "WAKE": keys.wake_channel(""),
+        "REGISTRY": keys.registry,
+        "LOG": keys.log,
+        "GROUP": c.REDIS_GROUP,
+        "MAXLEN": str(c.REDIS_EVENT_LOG_MAXLEN),
+        "RING_TTL": str(c.REDIS_RING_TTL_MS),
+    }
+    lines = [f"local {name} = {_lua_string(value)}" for name, value in constants.items()]
+    return "\n".join(lines) + _PRELUDE_BODY
+
 
 # Register a peer (or rename one) and claim its name.
-# ARGV[11..]: id, name ('' = none), expected holder ('' = none), mode
+# ARGV: id, name ('' = none), expected holder ('' = none), mode
 # ('register' | 'rename'), record json, now, ttl ms, event kind, event data json.
 # Returns {'ok'} | {'raced', holder} | {'taken', holder} | {'gone'}.
 _CLAIM = """
-local id, name, expected, mode = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
-local record, now, ttl, kind, data = ARGV[15], ARGV[16], ARGV[17], ARGV[18], ARGV[19]
+local id, name, expected, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local record, now, ttl, kind, data = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local peer = KEYS[1]
 
 -- An entry's place in commit order: its first stream id, kept in 'o' across moves.
@@ -247,11 +270,11 @@ return {'ok'}
 """
 
 # Store a message for its recipient, following successor pointers, and ring it.
-# ARGV[11..]: recipient id, message id, message json, sender id, sender name,
+# ARGV: recipient id, message id, message json, sender id, sender name,
 # broadcast ('1' | '0'), sent_at, now, max hops.
 # Returns {'ok', final recipient} | {'nopeer'} | {'conflict'}.
 _SEND = """
-local rid, mid, body = ARGV[11], ARGV[12], ARGV[13]
+local rid, mid, body = ARGV[1], ARGV[2], ARGV[3]
 local stored = redis.call('HMGET', MSG .. mid, 'rcpt', 'm')
 if stored[1] then
   -- Already stored: a retry whose first reply was lost is not a second message.
@@ -259,32 +282,35 @@ if stored[1] then
   return {'conflict'}
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'nopeer'} end
-for _ = 1, tonumber(ARGV[19]) do
+for _ = 1, tonumber(ARGV[9]) do
   local nxt = redis.call('HGET', PEER .. rid, 'successor')
   if not nxt or nxt == '' or redis.call('EXISTS', PEER .. nxt) == 0 then break end
   rid = nxt
 end
 local entry = redis.call('XADD', MBOX .. rid, '*', 'id', mid, 'm', body)
-redis.call('HSET', MSG .. mid, 'm', body, 'rcpt', rid, 'entry', entry, 't', ARGV[17])
-log('k', 'message', 'p', ARGV[14], 'n', ARGV[15], 'at', ARGV[18],
-    'mid', mid, 'r', rid, 'b', ARGV[16])
-redis.call('PUBLISH', WAKE .. rid, '')
+redis.call('HSET', MSG .. mid, 'm', body, 'rcpt', rid, 'entry', entry, 't', ARGV[7])
+log('k', 'message', 'p', ARGV[4], 'n', ARGV[5], 'at', ARGV[8],
+    'mid', mid, 'r', rid, 'b', ARGV[6])
+-- One ring until the recipient fetches: a pending ring already makes it read this too.
+if redis.call('SET', RING .. rid, '1', 'NX', 'PX', RING_TTL) then
+  redis.call('PUBLISH', WAKE .. rid, '')
+end
 return {'ok', rid}
 """
 
 # Ack a recipient's own pending messages: XACK + XDEL, and the message record
 # then lives until the end of its retention window.
-# ARGV[11..]: recipient id, now, retention seconds, message ids...
+# ARGV: recipient id, now, retention seconds, message ids...
 _ACK = """
-local rid, now, retention = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13])
+local rid, now, retention = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local n = 0
-for i = 14, #ARGV do
+for i = 4, #ARGV do
   local key = MSG .. ARGV[i]
   local m = redis.call('HMGET', key, 'rcpt', 'entry', 'acked_at', 't')
   if m[1] == rid and m[2] and not m[3] then
     redis.call('XACK', KEYS[1], GROUP, m[2])
     if redis.call('XDEL', KEYS[1], m[2]) == 1 then
-      redis.call('HSET', key, 'acked_at', ARGV[12])
+      redis.call('HSET', key, 'acked_at', ARGV[2])
       local left = math.floor((tonumber(m[4]) + retention - now) * 1000)
       redis.call('PEXPIRE', key, math.max(left, 1))
       n = n + 1
@@ -294,22 +320,22 @@ end
 return n
 """
 
-# Heartbeat: refresh a live peer. ARGV[11..]: id, now, ttl ms. Returns 0 if offline/unknown.
+# Heartbeat: refresh a live peer. ARGV: id, now, ttl ms. Returns 0 if offline/unknown.
 _TOUCH = """
-local id, now = ARGV[11], ARGV[12]
+local id, now = ARGV[1], ARGV[2]
 if redis.call('HGET', KEYS[1], 'online') ~= '1' then return 0 end
 redis.call('HSET', KEYS[1], 'last_seen', now)
-redis.call('SET', ALIVE .. id, '1', 'PX', ARGV[13])
+redis.call('SET', ALIVE .. id, '1', 'PX', ARGV[3])
 redis.call('ZADD', REGISTRY, now, id)
 return 1
 """
 
-# Take a peer offline. ARGV[11..]: id, mode, now, event data json. Modes:
+# Take a peer offline. ARGV: id, mode, now, event data json. Modes:
 # 'unregister'; 'reap' (its TTL ran out: loses to a heartbeat that landed since
 # the caller looked); 'reap_pid' (its process is gone, whatever the TTL says).
 # Returns 0 (nothing changed), 1 (offline) or 2 (anonymous without mail: deleted).
 _OFFLINE = """
-local id, mode, now, data = ARGV[11], ARGV[12], ARGV[13], ARGV[14]
+local id, mode, now, data = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('HGET', KEYS[1], 'online') ~= '1' then return 0 end
 if mode == 'reap' and redis.call('EXISTS', ALIVE .. id) == 1 then return 0 end
 redis.call('DEL', ALIVE .. id)
@@ -634,8 +660,9 @@ class RedisTransport(Transport):
                 self._r = self._rb = self._given
             else:
                 self._r, self._rb = self._build_clients()
+            prelude = _prelude(self._keys)
             self._scripts = {
-                name: self._r.register_script(_PRELUDE + body)
+                name: self._r.register_script(prelude + body)
                 for name, body in (
                     ("claim", _CLAIM),
                     ("send", _SEND),
@@ -695,22 +722,9 @@ class RedisTransport(Transport):
         return BackendError(f"{where} failed: {exc}")
 
     async def _run(self, script: str, key: str, *args: Any) -> Any:
-        """Run one of the server-side scripts with the shared prelude arguments."""
+        """Run one of the server-side scripts; ``key`` routes it to the namespace's slot."""
         self._client()
-        k = self._keys
-        prelude = (
-            k.peer(""),
-            k.alive(""),
-            k.mailbox(""),
-            k.message(""),
-            k.name(""),
-            k.wake_channel(""),
-            k.registry,
-            k.log,
-            c.REDIS_GROUP,
-            c.REDIS_EVENT_LOG_MAXLEN,
-        )
-        return await self._scripts[script](keys=[key], args=[*prelude, *args])
+        return await self._scripts[script](keys=[key], args=args)
 
     @_edge
     async def ping(self) -> float:
@@ -1104,10 +1118,12 @@ class RedisTransport(Transport):
                 # The consumer's pending entries (read before, not acked), then new
                 # ones; both in one round trip. New entries read past `limit` stay
                 # pending and come first next time.
+                # Clearing the ring marker first: a send after this point rings again.
                 async with self._client().pipeline(transaction=False) as pipe:
+                    pipe.delete(self._keys.ring(recipient_id))
                     pipe.xreadgroup(c.REDIS_GROUP, "mail", {mailbox: "0"}, count=limit)
                     pipe.xreadgroup(c.REDIS_GROUP, "mail", {mailbox: ">"}, count=limit)
-                    pending, fresh = await pipe.execute()
+                    _, pending, fresh = await pipe.execute()
                 break
             except ResponseError as exc:
                 if attempt or not _missing_group(exc):

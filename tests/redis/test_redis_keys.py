@@ -100,7 +100,7 @@ async def test_every_key_and_channel_is_under_the_namespace_prefix(
         assert channels and all(ch.startswith(prefix) for ch in channels), channels
 
         # Every key is one of the kinds RedisKeys names.
-        kinds = re.compile(r"(peer|alive|name|mbox|msg):.+|registry|log")
+        kinds = re.compile(r"(peer|alive|name|mbox|msg|ring):.+|registry|log")
         assert [k for k in keys if not kinds.fullmatch(k[len(prefix) :])] == []
 
         # Liveness expires; mailboxes (which carry consumer groups) never do.
