@@ -545,10 +545,13 @@ class _Doorbell:
                 message = await self._pubsub.get_message(timeout=c.REDIS_BLOCK_MS / 1000)
             except (RedisError, OSError) as exc:
                 failures += 1
+                if failures == 1:
+                    _log.warning("redis doorbell connection lost; reconnecting", error=str(exc))
                 delay = min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2**failures)
-                _log.warning("redis doorbell connection lost; reconnecting", error=str(exc))
                 await asyncio.sleep(delay)
                 continue
+            if failures:
+                _log.info("redis doorbell connection back", attempts=failures)
             failures = 0
             if message is not None:
                 self._dispatch(message)
@@ -1324,13 +1327,17 @@ class RedisTransport(Transport):
                 removed_messages.update(m for _, m in old)
 
         # Offline peers past retention (reaped ones included: their last_seen is old).
-        fresh = {p.id: p for p in await self._load_all_ids([p.id for p, _ in pairs])}
-        for peer in fresh.values():
-            if peer.online or peer.last_seen >= cutoff:
+        # One with unread mail inside the window stays: that mail waits for its successor.
+        fresh = await self._load_all_ids([p.id for p, _ in pairs])
+        async with client.pipeline(transaction=False) as pipe:
+            for peer in fresh:
+                pipe.xlen(self._keys.mailbox(peer.id))
+            unread = await pipe.execute()
+        for peer, count in zip(fresh, unread, strict=True):
+            if peer.online or peer.last_seen >= cutoff or int(count):
                 continue
-            keys = [self._keys.peer(peer.id), self._keys.mailbox(peer.id)]
             async with client.pipeline(transaction=False) as pipe:
-                pipe.delete(*keys)
+                pipe.delete(self._keys.peer(peer.id), self._keys.mailbox(peer.id))
                 pipe.zrem(self._keys.registry, peer.id)
                 await pipe.execute()
             if peer.name:

@@ -119,3 +119,48 @@ async def test_every_key_and_channel_is_under_the_namespace_prefix(
     finally:
         await raw.aclose()
         await opener.aclose()
+
+
+async def test_gc_leaves_no_orphaned_keys(db_url: str, namespace: str) -> None:
+    opener = Opener({"url": db_url, "namespace": namespace, "host": HOST, "retention": 1.0})
+    raw = aioredis.from_url(db_url, decode_responses=True)
+    try:
+        t = await opener()
+        live = await t.register(make_peer(namespace))
+        gone = await t.register(make_peer(namespace, name="gone"))
+        anon = await t.register(make_peer(namespace))
+
+        def msg(sender: Peer, recipient: Peer, body: str) -> Message:
+            return Message(
+                id=new_message_id(),
+                namespace=namespace,
+                sender_id=sender.id,
+                recipient_id=recipient.id,
+                body=body,
+            )
+
+        await t.send(msg(live, gone, "never read"))
+        read = await t.send(msg(gone, live, "read"))
+        await t.ack(live.id, [read.id])
+        await t.send(msg(live, anon, "never read either"))
+        await t.unregister(gone.id)
+        await t.unregister(anon.id)  # anonymous, with mail: kept until gc
+        await asyncio.sleep(1.3)
+        await t.heartbeat(live.id)
+        # Mail sent to an old offline peer inside the window keeps that peer.
+        late = await t.send(msg(live, gone, "late"))
+        report = await t.gc()
+        assert report.peers_removed == 1  # anon; gone waits with its late mail
+        assert report.messages_removed == 3
+        k = RedisKeys(namespace)
+        keys = set([k async for k in raw.scan_iter(match="*", count=1000)])
+        expected = {
+            k.peer(live.id), k.alive(live.id), k.mailbox(live.id), k.registry, k.log,
+            k.peer(gone.id), k.mailbox(gone.id), k.name("gone"), k.message(late.id),
+            k.ring(gone.id),
+        }  # fmt: skip
+        assert keys - expected == set()
+        assert [m.id for m in await t.fetch(gone.id)] == [late.id]
+    finally:
+        await raw.aclose()
+        await opener.aclose()
