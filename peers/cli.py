@@ -370,6 +370,10 @@ def broadcast(
 # -- tail and log ------------------------------------------------------------------------
 
 
+# How long `peers tail` waits for its stream and transport to wind down once stopped.
+_TAIL_GRACE = 3.0
+
+
 @app.command()
 def tail(json_out: JsonOption = False) -> None:
     """Stream messages and presence events (joins, leaves, summaries, renames) until stopped."""
@@ -377,28 +381,22 @@ def tail(json_out: JsonOption = False) -> None:
 
     async def go() -> None:
         settings = _settings()
+        transport = create_transport(settings)
+        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        stopped = False
-
-        def stop() -> None:
-            nonlocal stopped
-            stopped = True
-            if task is not None:
-                task.cancel()
-
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop)
-        transport = create_transport(settings)
+                loop.add_signal_handler(sig, stop.set)
+        await transport.connect()
         try:
-            async with transport:
-                stream = transport.events()
-                typer.echo(
-                    f"peers: watching namespace '{settings.namespace}' on "
-                    f"{redact_url(settings.url)} (Ctrl-C stops)",
-                    err=True,
-                )
+            stream = transport.events()
+            typer.echo(
+                f"peers: watching namespace '{settings.namespace}' on "
+                f"{redact_url(settings.url)} (Ctrl-C stops)",
+                err=True,
+            )
+
+            async def consume() -> None:
                 try:
                     async for event in stream:
                         message = None
@@ -413,14 +411,28 @@ def tail(json_out: JsonOption = False) -> None:
                     if aclose is not None:
                         with contextlib.suppress(Exception):
                             await aclose()
-        except asyncio.CancelledError:
-            if not stopped:
-                raise
+
+            consumer = asyncio.create_task(consume())
+            stopper = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopper.cancel()
+                if not consumer.done():
+                    consumer.cancel()
+                    # A library deep in a blocking read may swallow the cancellation:
+                    # closing the transport below ends the stream in any case.
+                    await asyncio.wait({consumer}, timeout=_TAIL_GRACE)
+            if consumer.done() and not consumer.cancelled():
+                consumer.result()  # the stream's own error, if it failed
         except BrokenPipeError:
             # The reader went away (`peers tail | head`): a normal end.
             # Point stdout at /dev/null so that the final flush cannot fail again.
             with contextlib.suppress(OSError, ValueError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        finally:
+            with contextlib.suppress(PeersError, TimeoutError):
+                await asyncio.wait_for(transport.close(), _TAIL_GRACE)
 
     _run(go)
 
