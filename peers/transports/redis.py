@@ -60,6 +60,7 @@ from redis.exceptions import (
     AuthorizationError,
     BusyLoadingError,
     NoPermissionError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
@@ -726,8 +727,14 @@ class RedisTransport(Transport):
 
     async def _run(self, script: str, key: str, *args: Any) -> Any:
         """Run one of the server-side scripts; ``key`` routes it to the namespace's slot."""
-        self._client()
-        return await self._scripts[script](keys=[key], args=args)
+        client = self._client()
+        compiled = self._scripts[script]
+        try:
+            # EVALSHA directly: the hot path (send) pays for one command, nothing more.
+            return await client.evalsha(compiled.sha, 1, key, *args)
+        except NoScriptError:
+            # A restarted server forgot its script cache: load the script and run it again.
+            return await compiled(keys=[key], args=args)
 
     @_edge
     async def ping(self) -> float:
