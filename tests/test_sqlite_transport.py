@@ -421,6 +421,22 @@ async def test_pokes_queue_while_nobody_waits(short_dir: Path, opened: Callable[
     assert await t.wait_for_mail(b.id, timeout=0.05) is False
 
 
+async def test_without_a_wake_directory_mail_still_arrives(
+    short_dir: Path, opened: Callable[..., Any]
+) -> None:
+    db = short_dir / "peers.db"
+    (short_dir / "wake").write_text("a file where the wake-up directory belongs")
+    t = await opened(db)
+    other = await opened(db)
+    b = await t.register(peer())  # no doorbell, but no failure either
+    a = await other.register(peer())
+    sent = await other.send(message(a, b))
+    started = time.monotonic()
+    assert await t.wait_for_mail(b.id, timeout=0.2) is False
+    assert time.monotonic() - started >= 0.15  # slept, did not spin
+    assert [m.id for m in await t.fetch(b.id)] == [sent.id]
+
+
 async def test_gc_removes_only_dead_socket_files(
     short_dir: Path, opened: Callable[..., Any]
 ) -> None:

@@ -61,6 +61,7 @@ from peers.errors import (
     StoreCorrupt,
 )
 from peers.keys import SQLiteTables as T
+from peers.log import get_logger
 from peers.models import (
     Check,
     CheckStatus,
@@ -84,6 +85,7 @@ from peers.transports.wakeup import WakeDirectory, WakeEndpoint
 __all__ = ["MIGRATIONS", "SQLiteTransport", "parse_sqlite_url"]
 
 _R = TypeVar("_R")
+_log = get_logger(__name__)
 
 # -- schema ------------------------------------------------------------------
 
@@ -396,6 +398,7 @@ class SQLiteTransport(Transport):
         self._endpoints: dict[str, WakeEndpoint] = {}
         self._tails: set[WakeEndpoint] = set()
         self._closed = False
+        self._push_warned = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -555,7 +558,10 @@ class SQLiteTransport(Transport):
         self._with_retry(self._configure)
         self._with_retry(self._migrate)
         self._tighten_permissions()
-        self._wake.ensure()
+        try:
+            self._wake.ensure()
+        except BackendUnavailable as exc:
+            self._warn_no_push(str(exc))
 
     def _prepare_files(self) -> None:
         """Create the directory (0700) and the file (0600) before SQLite does."""
@@ -1019,15 +1025,28 @@ class SQLiteTransport(Transport):
 
     # -- wake-up endpoints ------------------------------------------------------------
 
-    def _endpoint(self, peer_id: str) -> tuple[WakeEndpoint, bool]:
-        """This instance's doorbell for a peer, bound now if needed; (endpoint, newly bound)."""
+    def _endpoint(self, peer_id: str) -> tuple[WakeEndpoint | None, bool]:
+        """This instance's doorbell for a peer, bound now if needed; (endpoint, newly bound).
+
+        None when no socket can be bound: mail still arrives, found by the
+        callers' re-checks instead of a push, so that is a warning, not an error.
+        """
         self._require_open()
         endpoint = self._endpoints.get(peer_id)
         if endpoint is not None and not endpoint.closed:
             return endpoint, False
-        endpoint = self._wake.bind_peer(self.namespace, peer_id)
+        try:
+            endpoint = self._wake.bind_peer(self.namespace, peer_id)
+        except BackendUnavailable as exc:
+            self._warn_no_push(str(exc))
+            return None, False
         self._endpoints[peer_id] = endpoint
         return endpoint, True
+
+    def _warn_no_push(self, reason: str) -> None:
+        if not self._push_warned:
+            self._push_warned = True
+            _log.warning("no wake-up socket: delivery falls back to re-checks", reason=reason)
 
     def _drop_endpoint(self, peer_id: str) -> None:
         endpoint = self._endpoints.pop(peer_id, None)
@@ -1151,6 +1170,11 @@ class SQLiteTransport(Transport):
     async def wait_for_mail(self, recipient_id: str, timeout: float) -> bool:
         """Sleep until a send to the recipient (True) or the timeout (False); costs nothing while idle."""
         endpoint, _ = self._endpoint(recipient_id)
+        if endpoint is None:
+            # Degraded (see _endpoint): sleep out one re-check interval and let
+            # the caller fetch again; a spurious True is allowed.
+            await asyncio.sleep(max(0.0, min(timeout, self.safety_recheck)))
+            return timeout > self.safety_recheck
         return await endpoint.wait(timeout)
 
     async def get_message(self, message_id: str) -> Message | None:
@@ -1222,11 +1246,17 @@ class SQLiteTransport(Transport):
         # events written in between queue up; the start is fixed by the clock
         # (one host, one clock), since this call cannot wait for the worker.
         started = time.time()
-        endpoint = self._wake.bind_tail(self.namespace)
-        self._tails.add(endpoint)
+        endpoint: WakeEndpoint | None = None
+        try:
+            endpoint = self._wake.bind_tail(self.namespace)
+            self._tails.add(endpoint)
+        except BackendUnavailable as exc:
+            self._warn_no_push(str(exc))  # the stream still runs, on re-checks alone
         return self._event_stream(endpoint, started)
 
-    async def _event_stream(self, endpoint: WakeEndpoint, started: float) -> AsyncIterator[Event]:
+    async def _event_stream(
+        self, endpoint: WakeEndpoint | None, started: float
+    ) -> AsyncIterator[Event]:
         try:
             # The newest event written before the call: scanning back from the
             # end touches only the few events since then.
@@ -1248,17 +1278,21 @@ class SQLiteTransport(Transport):
                 ).fetchall()
                 return [(r[0], _event_from_row(r)) for r in rows]
 
-            while not self._closed and not endpoint.closed:
+            while not self._closed and not (endpoint is not None and endpoint.closed):
                 batch = await self._read(op)
                 for seq, event in batch:
                     last = seq
                     yield event
                 if len(batch) < _EVENT_BATCH:
                     # The safety re-check: a missed poke costs a delay, not an event.
-                    await endpoint.wait(self.safety_recheck)
+                    if endpoint is None:
+                        await asyncio.sleep(self.safety_recheck)
+                    else:
+                        await endpoint.wait(self.safety_recheck)
         finally:
-            self._tails.discard(endpoint)
-            endpoint.close()
+            if endpoint is not None:
+                self._tails.discard(endpoint)
+                endpoint.close()
 
     async def diagnostics(self) -> list[Check]:
         """Backend-specific health checks for `peers doctor`: file modes, WAL, schema, integrity, doorbells."""
