@@ -539,7 +539,6 @@ def log(
                 Column("ID", style="dim"),
             ],
             rows,
-            row_styles=[None] * len(rows),
         )
 
     _run(go)

@@ -614,7 +614,7 @@ def start_hint(plan: InstallPlan) -> list[str]:
     root = str(plan.location.path.parent)
     if name == "claude":
         lines = [
-            "Start Claude Code with push enabled:",
+            "Start Claude Code (restart sessions already running) with push enabled:",
             f"  claude --dangerously-load-development-channels server:{server}",
             "Without that flag it still works, but messages arrive only when it calls a peers tool.",
         ]
@@ -625,7 +625,7 @@ def start_hint(plan: InstallPlan) -> list[str]:
         return lines
     if name == "codex":
         lines = [
-            "Start Codex as usual: codex",
+            "Start Codex as usual (restart sessions already running): codex",
             "Codex has no push: messages arrive with peers tool results (ask it to check_messages).",
         ]
         if project:
@@ -637,7 +637,7 @@ def start_hint(plan: InstallPlan) -> list[str]:
             "Cursor has no push: messages arrive with peers tool results.",
         ]
     return [
-        f"Start Gemini CLI: gemini  (then /mcp lists '{server}')",
+        f"Start Gemini CLI (restart sessions already running): gemini, then /mcp lists '{server}'",
         "Gemini CLI has no push: messages arrive with peers tool results.",
     ]
 
