@@ -808,7 +808,7 @@ class RedisTransport(Transport):
             ),
             Check(
                 name="redis eviction policy",
-                status=CheckStatus.OK if noeviction else CheckStatus.WARN,
+                status=CheckStatus.OK if noeviction else CheckStatus.FAIL,
                 detail=f"maxmemory-policy {facts['maxmemory_policy']}",
                 fix=""
                 if noeviction
