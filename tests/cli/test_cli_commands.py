@@ -466,3 +466,53 @@ def test_history_is_readable_by_another_instance(cli: Cli) -> None:
             return [r.message.body for r in await t.history(HistoryQuery(peer_id=peer.id))]
 
     assert arun(history()) == ["kept"]
+
+
+# -- Redis server settings that lose mail or deny commands -----------------------------------
+
+
+def redis_cli(url: str, *args: str) -> Any:
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return client.execute_command(*args)  # type: ignore[no-untyped-call]
+    finally:
+        client.close()
+
+
+@pytest.mark.redis_real
+def test_doctor_fails_on_an_evicting_redis(cli: Cli, redis_server: Any) -> None:
+    if not redis_server.running:
+        redis_server.start()
+    url = redis_server.url
+    redis_cli(url, "CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    try:
+        result = cli("doctor", "--json", PEERS_URL=url)
+    finally:
+        redis_cli(url, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+    assert result.exit_code == 1
+    check = checks_by_name(json.loads(result.stdout))["redis eviction policy"]
+    assert check["status"] == "fail" and "allkeys-lru" in check["detail"] and check["fix"]
+
+
+@pytest.mark.redis_real
+def test_doctor_names_the_commands_an_acl_user_lacks(cli: Cli, redis_server: Any) -> None:
+    if not redis_server.running:
+        redis_server.start()
+    user = f"doctor-{cli.env['PEERS_NAMESPACE']}"
+    redis_cli(
+        redis_server.url, "ACL", "SETUSER", user, "on", ">pw", "~peers:*", "&peers:*",
+        "+@all", "-xtrim", "-subscribe",
+    )  # fmt: skip
+    try:
+        url = redis_server.url.replace("redis://", f"redis://{user}:pw@")
+        result = cli("doctor", "--json", PEERS_URL=url)
+    finally:
+        redis_cli(redis_server.url, "ACL", "DELUSER", user)
+    assert result.exit_code == 1
+    check = checks_by_name(json.loads(result.stdout))["redis permissions"]
+    assert check["status"] == "fail"
+    assert "XTRIM, SUBSCRIBE" in check["detail"]
+    assert "+xtrim +subscribe" in check["fix"]
+    assert "pw@" not in result.stdout
