@@ -577,8 +577,8 @@ class SQLiteTransport(Transport):
             raise BackendUnavailable(f"{self.path} is a directory, not a database file") from exc
         except OSError as exc:
             raise BackendUnavailable(
-                f"cannot create the SQLite database {self.path}: {exc.strerror}; check that "
-                "the directory is writable"
+                f"cannot open or create the SQLite database {self.path}: {exc.strerror}; "
+                "check that the directory and the file are writable by you"
             ) from exc
 
     def _tighten_permissions(self) -> None:
