@@ -85,10 +85,14 @@ async def permission_checks(client: Redis, keys: RedisKeys) -> list[Check]:
         await probe("XREAD", lambda: run("XREAD", "COUNT", 1, "STREAMS", x, "0"))
         await probe("XTRIM", lambda: run("XTRIM", x, "MAXLEN", "~", 1000))
         await probe("PUBLISH", lambda: run("PUBLISH", ch, ""))
-        await probe("SCRIPT LOAD", lambda: run("SCRIPT", "LOAD", "return 1"))
-        await probe("EVAL", lambda: run("EVAL", "return redis.call('EXISTS', KEYS[1])", 1, s))
+        script = "return redis.call('EXISTS', KEYS[1])"
+        sha = await probe("SCRIPT LOAD", lambda: run("SCRIPT", "LOAD", script))
+        if sha is not None:
+            await probe("EVALSHA", lambda: run("EVALSHA", sha, 1, s))
+        await probe("EVAL", lambda: run("EVAL", script, 1, s))
         await probe("SUBSCRIBE", lambda: _subscribe(client, ch))
         await probe("INFO", lambda: run("INFO", "server"))
+        await probe("DEL", lambda: run("DEL", s, h, z, x))
     except (RedisConnectionError, RedisTimeoutError) as exc:
         return [
             Check(
