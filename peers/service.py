@@ -333,7 +333,7 @@ class PeersService:
             raise AmbiguousTarget(target, sorted(p.label for p in matches.values()))
         raise PeerNotFound(
             f"no peer '{target}' in namespace '{self.transport.namespace}'; "
-            "list_peers shows who is there"
+            "list the peers to see who is there"
         )
 
     async def whois(self, peer_id: str) -> Peer:
