@@ -6,6 +6,7 @@ The behaviour every backend shares is in tests/contract.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -491,6 +492,44 @@ async def test_message_events_are_written_only_while_someone_tails(
         await stream.aclose()  # type: ignore[attr-defined]
     assert event.data["id"] == sent.id
     assert message_events() == 1
+
+
+# -- group commit ----------------------------------------------------------------------
+
+
+async def test_concurrent_writes_share_transactions_but_fail_alone(short_dir: Path) -> None:
+    t = transport_at(short_dir / "peers.db")
+    batch_sizes: list[int] = []
+    write_batch = t._write_batch
+
+    def recording(ops: list[Any]) -> list[Any]:
+        batch_sizes.append(len(ops))
+        return write_batch(ops)
+
+    t._write_batch = recording  # type: ignore[method-assign]
+    async with t:
+        a = await t.register(peer())
+        holder = await t.register(peer(name="held"))
+        jobs: list[Any] = []
+        for i in range(40):
+            if i % 10 == 3:
+                jobs.append(t.send(message(a, peer(), f"lost {i}")))  # unknown recipient
+            elif i % 10 == 7:
+                jobs.append(t.register(peer(name="held")))  # NameTaken
+            else:
+                jobs.append(t.send(message(a, holder, f"kept {i}")))
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+
+        assert max(batch_sizes) > 1  # they really were committed together
+        errors = [type(r).__name__ for r in results if isinstance(r, BaseException)]
+        assert errors == ["PeerNotFound", "NameTaken"] * 4
+        kept = [r.body for r in results if isinstance(r, Message)]
+        assert len(kept) == 32
+        # Stored in the order the calls were made, nothing from the failed ones.
+        assert [m.body for m in await t.fetch(holder.id)] == kept
+        current = await t.get_peer_by_name("held")
+        assert current is not None and current.id == holder.id
+        assert len(await t.list_peers()) == 2
 
 
 # -- many processes --------------------------------------------------------------------

@@ -221,55 +221,79 @@ def parse_sqlite_url(url: str) -> tuple[Path, dict[str, str]]:
     return path, options
 
 
-# A job: the function to run on the worker, and where its result goes (the
-# caller's event loop and a callback to run there), or None for fire-and-forget.
+# A job: what to run on the worker (a function of no arguments, or a write
+# operation taking the connection and an _Effects), whether it is a write, and
+# where its result goes: the caller's event loop and a callback to run there
+# (None for fire-and-forget).
 _Settle = Callable[[Any, BaseException | None], None]
-_Job = tuple[Callable[[], Any], asyncio.AbstractEventLoop | None, _Settle | None]
+_WriteOp = Callable[[sqlite3.Connection, "_Effects"], Any]
+_Job = tuple[Any, bool, asyncio.AbstractEventLoop | None, _Settle | None]
+_Outcome = tuple[Any, BaseException | None]
 
 # Results held back while more jobs are queued, at most: waking an event loop
 # costs a context switch, so a burst of jobs is answered with one wake-up.
 _SETTLE_BATCH = 32
+# Writes queued back to back share one transaction (group commit), at most.
+_WRITE_BATCH = 64
 
 
 class _Worker:
     """One thread that runs jobs in submission order: the only user of the connection.
 
     Lighter than a one-thread ThreadPoolExecutor plus ``wrap_future``: one
-    hand-off each way, and when jobs queue up, their results go back to the
-    event loop together (one wake-up instead of one per job).
+    hand-off each way. When jobs queue up (several tasks of one process
+    sending at once), consecutive writes commit together and their results go
+    back to the event loop with one wake-up; one job alone is not delayed.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, write_batch: Callable[[list[_WriteOp]], list[_Outcome]]) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._write_batch = write_batch
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
+    def _next(self, pending: list[Any]) -> _Job | None:
+        while pending:
+            try:
+                return self._jobs.get_nowait()
+            except queue.Empty:
+                # Idle: hand the results over before sleeping.
+                self._settle(pending)
+                pending.clear()
+        return self._jobs.get()
+
     def _run(self) -> None:
         pending: list[tuple[asyncio.AbstractEventLoop, _Settle, Any, BaseException | None]] = []
+        carried: list[_Job | None] = []
         while True:
-            if pending:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    self._settle(pending)
-                    pending = []
-                    continue
-            else:
-                job = self._jobs.get()
+            job = carried.pop() if carried else self._next(pending)
             if job is None:
                 break
-            fn, loop, settle = job
-            result: Any = None
-            error: BaseException | None = None
-            try:
-                result = fn()
-            except BaseException as exc:
-                error = exc
-            if loop is not None and settle is not None:
-                pending.append((loop, settle, result, error))
-                if len(pending) >= _SETTLE_BATCH:
-                    self._settle(pending)
-                    pending = []
+            batch = [job]
+            if job[1]:
+                # Gather the writes queued right behind this one; the first job
+                # of another kind waits for the next turn, keeping the order.
+                while len(batch) < _WRITE_BATCH:
+                    try:
+                        following = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if following is None or not following[1]:
+                        carried.append(following)
+                        break
+                    batch.append(following)
+                outcomes = self._write_batch([j[0] for j in batch])
+            else:
+                try:
+                    outcomes = [(job[0](), None)]
+                except BaseException as exc:
+                    outcomes = [(None, exc)]
+            for (_, _, loop, settle), (result, error) in zip(batch, outcomes, strict=True):
+                if loop is not None and settle is not None:
+                    pending.append((loop, settle, result, error))
+            if len(pending) >= _SETTLE_BATCH:
+                self._settle(pending)
+                pending.clear()
         self._settle(pending)
 
     @staticmethod
@@ -287,8 +311,15 @@ class _Worker:
 
     async def call(self, fn: Callable[[], _R]) -> _R:
         """Run fn on the worker thread and await its result."""
+        return await self._submit(fn, False)  # type: ignore[no-any-return]
+
+    async def write(self, op: Callable[[sqlite3.Connection, _Effects], _R]) -> _R:
+        """Run a write operation in a transaction (perhaps shared) and await its result."""
+        return await self._submit(op, True)  # type: ignore[no-any-return]
+
+    async def _submit(self, what: Any, is_write: bool) -> Any:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_R] = loop.create_future()
+        fut: asyncio.Future[Any] = loop.create_future()
 
         def settle(result: Any, exc: BaseException | None) -> None:
             if fut.cancelled():
@@ -298,12 +329,12 @@ class _Worker:
             else:
                 fut.set_result(result)
 
-        self._jobs.put((fn, loop, settle))
+        self._jobs.put((what, is_write, loop, settle))
         return await fut
 
     def post(self, fn: Callable[[], object]) -> None:
         """Queue fn without waiting for it (clean-up on a failure path)."""
-        self._jobs.put((fn, None, None))
+        self._jobs.put((fn, False, None, None))
 
     def stop(self) -> None:
         """Let the thread end after the jobs already queued."""
@@ -431,7 +462,7 @@ class SQLiteTransport(Transport):
 
     async def _write(self, fn: Callable[[sqlite3.Connection, _Effects], _R]) -> _R:
         """Run a write transaction on the worker thread; pokes go out after the commit."""
-        return await self._require_open().call(lambda: self._guarded_write(fn))
+        return await self._require_open().write(fn)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -442,28 +473,59 @@ class SQLiteTransport(Transport):
         """Run fn, retrying while the database is busy; convert every sqlite3 error."""
         return self._with_retry(lambda: fn(self._connection()))
 
-    def _guarded_write(self, fn: Callable[[sqlite3.Connection, _Effects], _R]) -> _R:
-        def attempt() -> tuple[_R, _Effects]:
+    def _write_batch(self, ops: list[_WriteOp]) -> list[_Outcome]:
+        """Run write operations in one transaction, each in its own savepoint.
+
+        A job that fails (PeerNotFound, NameTaken, a bad value) is rolled back
+        alone and gets its error; the others commit. Only a failure of the
+        transaction itself (a lock held past patience, an I/O error) reaches
+        every job. Pokes go out once, after the commit.
+        """
+        single = len(ops) == 1
+
+        def attempt() -> tuple[list[_Outcome], _Effects]:
             conn = self._connection()
             effects = _Effects()
+            outcomes: list[_Outcome] = []
             conn.execute("BEGIN IMMEDIATE")
             try:
-                result = fn(conn, effects)
+                for op in ops:
+                    if single:
+                        outcomes.append((op(conn, effects), None))
+                        continue
+                    conn.execute("SAVEPOINT peers_job")
+                    mark = (len(effects.wake), effects.events)
+                    try:
+                        result = op(conn, effects)
+                    except Exception as exc:
+                        if isinstance(exc, sqlite3.Error) and _is_busy(exc):
+                            raise
+                        conn.execute("ROLLBACK TO peers_job")
+                        conn.execute("RELEASE peers_job")
+                        del effects.wake[mark[0] :]
+                        effects.events = mark[1]
+                        outcomes.append((None, self._translate(exc)))
+                    else:
+                        conn.execute("RELEASE peers_job")
+                        outcomes.append((result, None))
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 raise
-            return result, effects
+            return outcomes, effects
 
-        result, effects = self._with_retry(attempt)
+        try:
+            outcomes, effects = self._with_retry(attempt)
+        except BaseException as exc:
+            return [(None, exc)] * len(ops)
         # Committed: now wake whoever cares. A failed poke only delays them.
-        for peer_id in effects.wake:
+        for peer_id in dict.fromkeys(effects.wake):
             self._wake.poke_peer(self.namespace, peer_id)
         if effects.events:
             self._wake.poke_tails(self.namespace)
-        return result
+        return outcomes
 
     def _with_retry(self, attempt: Callable[[], _R]) -> _R:
         deadline = time.monotonic() + self._lock_patience
@@ -471,25 +533,33 @@ class SQLiteTransport(Transport):
         while True:
             try:
                 return attempt()
-            except sqlite3.Error as exc:
-                if _is_busy(exc) and time.monotonic() < deadline:
+            except Exception as exc:
+                busy = isinstance(exc, sqlite3.Error) and _is_busy(exc)
+                if busy and time.monotonic() < deadline:
                     tries += 1
                     # Jittered exponential backoff, capped: writers that collided
                     # must not collide again in lockstep.
                     time.sleep(random.uniform(0, min(0.0005 * 2**tries, 0.1)))
                     continue
-                raise self._convert(exc) from exc
-            except UnicodeEncodeError as exc:
-                raise InvalidInput(
-                    f"text that is not valid Unicode cannot be stored: {exc}"
-                ) from exc
-            except OverflowError as exc:
-                raise InvalidInput(f"a number too large to store: {exc}") from exc
-            except ValueError as exc:
-                # A stored row that does not decode (JSON, enum, model validation).
-                raise StoreCorrupt(
-                    f"{self.path} holds a record peers cannot read ({exc}); run `peers doctor`"
-                ) from exc
+                translated = self._translate(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+
+    def _translate(self, exc: Exception) -> Exception:
+        """The peers error for an exception met on the worker (the same one if it already is)."""
+        if isinstance(exc, sqlite3.Error):
+            return self._convert(exc)
+        if isinstance(exc, UnicodeEncodeError):
+            return InvalidInput(f"text that is not valid Unicode cannot be stored: {exc}")
+        if isinstance(exc, OverflowError):
+            return InvalidInput(f"a number too large to store: {exc}")
+        if isinstance(exc, ValueError):
+            # A stored row that does not decode (JSON, enum, model validation).
+            return StoreCorrupt(
+                f"{self.path} holds a record peers cannot read ({exc}); run `peers doctor`"
+            )
+        return exc
 
     def _convert(self, exc: sqlite3.Error) -> PeersError:
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
@@ -533,7 +603,7 @@ class SQLiteTransport(Transport):
         if self._worker is not None and not self._closed:
             return
         self._closed = False
-        self._worker = worker = _Worker(f"peers-sqlite {self.path.name}")
+        self._worker = worker = _Worker(f"peers-sqlite {self.path.name}", self._write_batch)
         try:
             await worker.call(self._open)
         except BaseException:
