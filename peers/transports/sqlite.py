@@ -27,8 +27,11 @@ Design
     transport with one connection: calls are serialised and the event loop
     never blocks on the disk. Writes are ``BEGIN IMMEDIATE`` transactions,
     retried with jittered backoff on SQLITE_BUSY, so "database is locked"
-    never reaches a caller. The order of a mailbox is the commit order (an
-    AUTOINCREMENT sequence column).
+    never reaches a caller. One send is one transaction; writes that queue up
+    behind each other (several tasks sending at once) share one, each in its
+    own savepoint. The order of a mailbox is the commit order (an
+    AUTOINCREMENT sequence column). Acked mail stays (``acked_at``) for
+    history until ``gc`` removes it after the retention window.
 """
 
 from __future__ import annotations
