@@ -650,8 +650,8 @@ class SQLiteTransport(Transport):
             raise BackendUnavailable(f"{self.path} is a directory, not a database file") from exc
         except OSError as exc:
             raise BackendUnavailable(
-                f"cannot open or create the SQLite database {self.path}: {exc.strerror}; "
-                "check that the directory and the file are writable by you"
+                f"cannot create the SQLite database {self.path}: {exc.strerror}; check that "
+                "its directory (and the file, if it exists) is writable by you"
             ) from exc
 
     def _tighten_permissions(self) -> None:
@@ -1119,7 +1119,9 @@ class SQLiteTransport(Transport):
     def _warn_no_push(self, reason: str) -> None:
         if not self._push_warned:
             self._push_warned = True
-            _log.warning("no wake-up socket: delivery falls back to re-checks", reason=reason)
+            # A log line must never break delivery (stderr may be closed or gone).
+            with contextlib.suppress(ValueError, OSError):
+                _log.warning("no wake-up socket: delivery falls back to re-checks", reason=reason)
 
     def _drop_endpoint(self, peer_id: str) -> None:
         endpoint = self._endpoints.pop(peer_id, None)
