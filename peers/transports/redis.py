@@ -445,6 +445,12 @@ def _event_from_log(fields: Mapping[str, str]) -> Event | None:
     )
 
 
+def _note(event: str, level: str = "warning", **fields: Any) -> None:
+    """Log from a background task; a closed stderr must not stop the task."""
+    with contextlib.suppress(Exception):
+        getattr(_log, level)(event, **fields)
+
+
 def _edge(
     fn: Callable[Concatenate[RedisTransport, P], Coroutine[Any, Any, R]],
 ) -> Callable[Concatenate[RedisTransport, P], Coroutine[Any, Any, R]]:
@@ -528,7 +534,8 @@ class _Doorbell:
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+            # Whatever ended the reader, closing goes on.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
@@ -547,12 +554,12 @@ class _Doorbell:
             except (RedisError, OSError) as exc:
                 failures += 1
                 if failures == 1:
-                    _log.warning("redis doorbell connection lost; reconnecting", error=str(exc))
+                    _note("redis doorbell connection lost; reconnecting", error=str(exc))
                 delay = min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2**failures)
                 await asyncio.sleep(delay)
                 continue
             if failures:
-                _log.info("redis doorbell connection back", attempts=failures)
+                _note("redis doorbell connection back", level="info", attempts=failures)
             failures = 0
             if message is not None:
                 self._dispatch(message)
@@ -1285,7 +1292,7 @@ class RedisTransport(Transport):
                 failures += 1
                 if failures > _EVENT_RETRIES:
                     raise self._convert(exc) from exc
-                _log.warning("redis event stream interrupted; retrying", error=str(exc))
+                _note("redis event stream interrupted; retrying", error=str(exc))
                 await asyncio.sleep(
                     min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2**failures)
                 )
