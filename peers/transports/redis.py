@@ -5,13 +5,15 @@ Supports
     inheritance of a name's mail, history, live events and push. Each mailbox
     is a stream with one consumer group (``constants.REDIS_GROUP``): fetch
     reads the group's pending entries, then new ones, without consuming; ack
-    is XACK + XDEL, so a stream holds only unacked mail. Push is a
-    payload-free pub/sub doorbell per recipient rung after each send; the
-    streams stay the source of truth, so a missed doorbell costs only the
+    is XACK + XDEL, so a stream holds only unacked mail. A send is
+    idempotent by message id, so a caller may retry one whose reply was lost.
+    Push is a payload-free pub/sub doorbell per recipient, rung by a send
+    unless an earlier ring is still waiting for the recipient's next fetch;
+    the streams stay the source of truth, so a missed doorbell costs only the
     caller's safety re-check. Events are read with XREAD BLOCK from a capped
-    log stream. Liveness is a key per live peer with a TTL of ``peer_ttl``
-    (plus a pid check for peers on this host), listed through a sorted-set
-    registry, never KEYS or SCAN. Name claims, sends (following successor
+    log stream, which also backs history. Liveness is a key per live peer
+    with a TTL of ``peer_ttl`` (plus a pid check for peers on this host),
+    listed through a sorted-set registry, never KEYS or SCAN. Name claims, sends (following successor
     pointers) and mail inheritance are Lua scripts, so each is atomic. Every
     key is ``peers:{<namespace>}:...`` (see :class:`peers.keys.RedisKeys`):
     one hash tag, so the scripts stay legal on one Redis Cluster slot.
@@ -28,7 +30,8 @@ URL format
 
 Options
     From the settings: ``PEERS_NAMESPACE``, ``PEERS_PEER_TTL`` (alive-key TTL),
-    ``PEERS_RETENTION`` (delivered mail, history, offline peers),
+    ``PEERS_RETENTION`` (a delivered message's record expires when its
+    window ends; unread mail, the log and offline peers wait for ``gc``),
     and for ``rediss://`` ``PEERS_REDIS_CA_FILE``, ``PEERS_REDIS_CA_PATH``,
     ``PEERS_REDIS_CERT_FILE``, ``PEERS_REDIS_KEY_FILE`` (client certificate)
     and ``PEERS_REDIS_VERIFY`` (false skips certificate and host name checks).
