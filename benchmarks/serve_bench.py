@@ -23,7 +23,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from peers.mcpclient import PeerClient  # noqa: E402
+from peers.mcpclient import PeerClient
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
