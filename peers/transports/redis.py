@@ -159,6 +159,8 @@ def _prelude(keys: RedisKeys) -> str:
         "REGISTRY": keys.registry,
         "LOG": keys.log,
         "GROUP": c.REDIS_GROUP,
+        # One consumer per mailbox: every instance of the recipient sees the same pending list.
+        "CONSUMER": "mail",
         "MAXLEN": str(c.REDIS_EVENT_LOG_MAXLEN),
         "RING_TTL": str(c.REDIS_RING_TTL_MS),
     }
@@ -325,6 +327,33 @@ return n
 """
 
 # Heartbeat: refresh a live peer. ARGV: id, now, ttl ms. Returns 0 if offline/unknown.
+# Read a mailbox without consuming: the consumer's pending entries (read before,
+# not acked), then new ones. The ring marker goes first, so a send after this
+# point rings again. New entries read past the limit stay pending and come
+# first next time. KEYS[1]: the mailbox. ARGV: recipient id, limit.
+# Returns the messages' JSON, oldest first (NOGROUP is an error reply).
+_FETCH = """
+redis.call('DEL', RING .. ARGV[1])
+local out = {}
+for _, start in ipairs({'0', '>'}) do
+  local reply = redis.call('XREADGROUP', 'GROUP', GROUP, CONSUMER, 'COUNT', ARGV[2],
+                           'STREAMS', KEYS[1], start)
+  -- Redis answers {{stream, entries}} or nil; fakeredis {stream, entries}.
+  local entries = reply and (type(reply[1]) == 'table' and reply[1][2] or reply[2]) or {}
+  if entries then
+    for _, entry in ipairs(entries) do
+      local f = entry[2]  -- false for an entry deleted while pending
+      if f then
+        for i = 1, #f, 2 do
+          if f[i] == 'm' then out[#out + 1] = f[i + 1] end
+        end
+      end
+    end
+  end
+end
+return out
+"""
+
 _TOUCH = """
 local id, now = ARGV[1], ARGV[2]
 if redis.call('HGET', KEYS[1], 'online') ~= '1' then return 0 end
@@ -680,6 +709,7 @@ class RedisTransport(Transport):
                 for name, body in (
                     ("claim", _CLAIM),
                     ("send", _SEND),
+                    ("fetch", _FETCH),
                     ("ack", _ACK),
                     ("touch", _TOUCH),
                     ("offline", _OFFLINE),
@@ -1135,26 +1165,17 @@ class RedisTransport(Transport):
         mailbox = self._keys.mailbox(recipient_id)
         for attempt in range(2):
             try:
-                # The consumer's pending entries (read before, not acked), then new
-                # ones; both in one round trip. New entries read past `limit` stay
-                # pending and come first next time.
-                # Clearing the ring marker first: a send after this point rings again.
-                async with self._client().pipeline(transaction=False) as pipe:
-                    pipe.delete(self._keys.ring(recipient_id))
-                    pipe.xreadgroup(c.REDIS_GROUP, "mail", {mailbox: "0"}, count=limit)
-                    pipe.xreadgroup(c.REDIS_GROUP, "mail", {mailbox: ">"}, count=limit)
-                    _, pending, fresh = await pipe.execute()
+                # One script rather than a pipeline of DEL and two XREADGROUPs: the
+                # same round trip, half the client CPU (an idle recipient's fetch
+                # after each wake-up is mostly this).
+                found = await self._run("fetch", mailbox, recipient_id, limit)
                 break
             except ResponseError as exc:
                 if attempt or not _missing_group(exc):
                     raise
                 if not await self._ensure_group(recipient_id):
                     return []
-        messages: list[Message] = []
-        for _, fields in _entries(pending) + _entries(fresh):
-            if fields is not None and "m" in fields:
-                messages.append(_message(fields["m"], recipient_id))
-        return messages[:limit]
+        return [_message(_s(raw), recipient_id) for raw in found[:limit]]
 
     @_edge
     async def ack(self, recipient_id: str, message_ids: Sequence[str]) -> int:
@@ -1390,12 +1411,11 @@ class RedisTransport(Transport):
 
 def _describe(client: Redis, settings: Settings) -> str:
     """Where a ready-made client points, for messages (password never shown)."""
+    if type(client).__module__.split(".")[0] == "fakeredis":
+        return "fakeredis"
     kwargs = client.connection_pool.connection_kwargs
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
     if "host" in kwargs:
         return f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-    module = type(client).__module__.split(".")[0]
-    if module == "fakeredis":
-        return "fakeredis"
     return redact_url(settings.url)
