@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,3 +36,24 @@ async def open_on() -> AsyncIterator[Any]:
     finally:
         for opener in openers:
             await opener.aclose()
+
+
+@pytest.fixture
+def redis_spawner(tmp_path: Path) -> Iterator[Callable[..., PrivateRedis]]:
+    """``redis_spawner(*args, port=None, start=True)``: private servers, always stopped at teardown."""
+    servers: list[PrivateRedis] = []
+
+    def spawn(*args: str, port: int | None = None, start: bool = True) -> PrivateRedis:
+        data_dir = tmp_path / f"redis-{len(servers)}"
+        data_dir.mkdir()
+        server = spawn_redis(data_dir, *args, port=port, start=False)
+        servers.append(server)
+        if start:
+            server.start()
+        return server
+
+    try:
+        yield spawn
+    finally:
+        for server in servers:
+            server.stop()

@@ -6,12 +6,11 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
-from redis_helpers import HOST, Opener, free_port, spawn_redis
+from redis_helpers import HOST, Opener, PrivateRedis, free_port
 
 from peers import procinfo
 from peers.config import load_settings
@@ -152,9 +151,9 @@ async def test_restart_mid_session_delivers_every_message_exactly_once(
 
 
 async def test_restart_that_lost_the_data_makes_sessions_register_again(
-    tmp_path: Path, namespace: str
+    redis_spawner: Callable[..., PrivateRedis], namespace: str
 ) -> None:
-    server = spawn_redis(tmp_path, "--save", "", "--appendonly", "no")
+    server = redis_spawner("--save", "", "--appendonly", "no")
     opener = Opener({"url": server.url, "namespace": namespace, "host": HOST})
     try:
         t = await opener()
@@ -183,7 +182,6 @@ async def test_restart_that_lost_the_data_makes_sessions_register_again(
         assert [m.id for m in await t.fetch(alice.id)] == [fresh.id, later.id]
     finally:
         await opener.aclose()
-        server.stop()
 
 
 async def test_missing_consumer_group_is_recreated(redis_server: Any, namespace: str) -> None:
@@ -213,13 +211,11 @@ async def test_missing_consumer_group_is_recreated(redis_server: Any, namespace:
 
 
 async def test_unreachable_at_start_names_the_address_then_recovers(
-    tmp_path: Path, namespace: str
+    redis_spawner: Callable[..., PrivateRedis], namespace: str
 ) -> None:
     port = free_port()  # nothing listens there yet
     url = f"redis://:s3cret-pw@127.0.0.1:{port}/0"
-    server = spawn_redis(
-        tmp_path, "--save", "", "--requirepass", "s3cret-pw", port=port, start=False
-    )
+    server = redis_spawner("--save", "", "--requirepass", "s3cret-pw", port=port, start=False)
     t = create_transport(load_settings(url=url, namespace=namespace, host=HOST))
     try:
         started = time.monotonic()
@@ -246,4 +242,3 @@ async def test_unreachable_at_start_names_the_address_then_recovers(
         assert await retrying(t.list_peers) == []  # this server keeps nothing across restarts
     finally:
         await t.close()
-        server.stop()

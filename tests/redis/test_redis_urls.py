@@ -6,11 +6,12 @@ import asyncio
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_helpers import HOST, Opener, free_port, spawn_redis
+from redis_helpers import HOST, Opener, PrivateRedis, free_port
 
 from peers import procinfo
 from peers.config import load_settings
@@ -61,18 +62,11 @@ async def test_unknown_scheme_is_a_config_error(namespace: str) -> None:
         RedisTransport.from_settings(load_settings(url="sqlite:///x.db", namespace=namespace))
 
 
-async def test_unix_socket(tmp_path: Path, namespace: str) -> None:
+async def test_unix_socket(
+    tmp_path: Path, redis_spawner: Callable[..., PrivateRedis], namespace: str
+) -> None:
     sock = tmp_path / "redis.sock"
-    server = spawn_redis(
-        tmp_path,
-        "--save",
-        "",
-        "--unixsocket",
-        str(sock),
-        "--unixsocketperm",
-        "700",
-        port=free_port(),
-    )
+    redis_spawner("--save", "", "--unixsocket", str(sock), "--unixsocketperm", "700")
     opener = Opener({"url": f"unix://{sock}?db=3", "namespace": namespace, "host": HOST})
     try:
         a, b = await opener(), await opener()
@@ -82,7 +76,6 @@ async def test_unix_socket(tmp_path: Path, namespace: str) -> None:
         assert info["mode"] == "standalone"
     finally:
         await opener.aclose()
-        server.stop()
 
 
 # -- TLS ---------------------------------------------------------------------------------
