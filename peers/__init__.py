@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("peers")
-except PackageNotFoundError:  # running from a source tree without metadata
-    __version__ = "0.0.0"
+# Read by hatchling for the package metadata; importlib.metadata would cost
+# peers serve tens of milliseconds before it can answer initialize.
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]
