@@ -417,3 +417,45 @@ def test_demo_runs_from_any_directory(python: str, tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "bob received" in out.stdout and "new message" in out.stdout
+
+
+async def test_server_exits_when_its_parent_dies(
+    store_env: dict[str, str], store: Any, tmp_path: Path
+) -> None:
+    command, args = serve_command()
+    # A launcher in between, like uv or a shell: it dies, the server must not linger.
+    launcher = (
+        "import subprocess, sys; "
+        f"p = subprocess.Popen({[command, *args]!r}); print(p.pid, flush=True); p.wait()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", launcher],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "orphan.log", "w"),  # noqa: SIM115
+        env={**os.environ, **store_env, "PEERS_NAME": "orphan"},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    server_pid = int(proc.stdout.readline())
+    for obj in (
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "codex-mcp-client", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "whoami", "arguments": {}}},
+    ):
+        proc.stdin.write((json.dumps(obj) + "\n").encode())
+    proc.stdin.flush()
+    proc.stdout.readline()  # initialize
+    me = json.loads(proc.stdout.readline())["result"]["structuredContent"]
+    assert me["pid"] == server_pid
+    proc.kill()
+    proc.wait()
+    # stdin stays open (the test holds it): only the parent's death can end the server.
+    with anyio.fail_after(20):
+        while _alive(server_pid):
+            await anyio.sleep(0.1)
+    peer = await store.get_peer(me["id"])
+    assert peer is not None and not peer.online
+    proc.stdin.close()
