@@ -40,8 +40,8 @@ REDIS_HEALTH_CHECK_INTERVAL: Final = 30
 # A doorbell ring suppresses further rings for the same recipient until it fetches,
 # or at most this long (so that one lost ring delays push by no more than this).
 REDIS_RING_TTL_MS: Final = 1_000
-# How far send follows successor pointers (a name changing hands this often is a bug).
-REDIS_MAX_SUCCESSOR_HOPS: Final = 32
+# How far sends and lookups follow successor pointers (a name changing hands this often is a bug).
+MAX_SUCCESSOR_HOPS: Final = 32
 # Look-then-claim rounds a registration may lose to concurrent claims before giving up.
 REDIS_CLAIM_ATTEMPTS: Final = 10
 

@@ -16,16 +16,18 @@ def run_serve() -> None:
     from peers.config import load_settings
     from peers.errors import PeersError
     from peers.log import configure_logging
+    from peers.transports import create_transport
 
     try:
         settings = load_settings()
+        transport = create_transport(settings)
     except PeersError as exc:
         print(f"peers serve: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     from peers.server import serve
 
-    serve(settings)
+    serve(settings, transport)
 
 
 def main() -> None:

@@ -253,16 +253,20 @@ class PeersService:
             peer_id, PeerUpdate(summary=self.validate_summary(summary))
         )
 
-    async def set_files(self, peer_id: str, files: Sequence[str]) -> Peer:
+    async def set_activity(
+        self, peer_id: str, files: Sequence[str], summary: object | None = None
+    ) -> Peer:
+        """The files being changed and, optionally, a new (derived) summary."""
         return await self.transport.update_peer(
-            peer_id, PeerUpdate(files=self.validate_files(files))
+            peer_id,
+            PeerUpdate(
+                files=self.validate_files(files),
+                summary=None if summary is None else self.validate_summary(summary),
+            ),
         )
 
     async def set_name(self, peer_id: str, name: object) -> Peer:
         return await self.transport.update_peer(peer_id, PeerUpdate(name=self.validate_name(name)))
-
-    async def set_receive_mode(self, peer_id: str, mode: ReceiveMode) -> Peer:
-        return await self.transport.update_peer(peer_id, PeerUpdate(receive_mode=mode))
 
     def scope_filter(self, scope: Scope, me: Peer | None, exclude_self: bool = True) -> PeerFilter:
         """The filter for a scope as seen from ``me`` (or from this host, without a peer)."""
@@ -299,6 +303,16 @@ class PeersService:
             ]
         return peers
 
+    async def _follow_successors(self, peer: Peer | None) -> Peer | None:
+        """The session that took over this peer's name (and mail), if any."""
+        for _ in range(c.MAX_SUCCESSOR_HOPS):
+            if peer is None or peer.successor is None:
+                return peer
+            peer = await self.transport.get_peer(peer.successor) or peer.model_copy(
+                update={"successor": None}
+            )
+        return peer
+
     async def resolve(self, target: object) -> Peer:
         """A peer from an id, a name, or an unambiguous prefix of either."""
         if not isinstance(target, str) or not target.strip():
@@ -308,7 +322,7 @@ class PeersService:
             raise PeerNotFound(
                 f"{target} was a command-line sender; there is no session to reply to"
             )
-        peer = await self.transport.get_peer(target)
+        peer = await self._follow_successors(await self.transport.get_peer(target))
         if peer is not None and peer.online:
             return peer
         by_name = await self.transport.get_peer_by_name(target.lower())
@@ -408,10 +422,13 @@ class PeersService:
         scope_ = self.parse_scope(scope)
         recipients = await self.list_peers(scope_, sender.peer)
         recipients = [p for p in recipients if p.id != sender.id]
-        self._rate.check(sender.id)
+        self._rate.check(sender.id, cost=max(1, len(recipients)))
         results = []
         for peer in recipients:
-            stored = await self.transport.send(self._message(sender, peer, text, None, True))
+            try:
+                stored = await self.transport.send(self._message(sender, peer, text, None, True))
+            except PeerNotFound:
+                continue  # left (and was removed) since it was listed: nobody to reach
             results.append(SendResult(stored, peer, self._delivery(peer)))
         return BroadcastResult(scope_, tuple(results))
 

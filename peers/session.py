@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -21,7 +22,7 @@ from peers.config import Settings
 from peers.errors import BackendError, NameTaken, PeerNotFound, PeersError
 from peers.gitinfo import GitContext, changed_files, git_context
 from peers.log import get_logger
-from peers.models import Message, Peer, PeerUpdate, ReceiveMode
+from peers.models import Message, Peer, ReceiveMode
 from peers.procinfo import process_start_time
 from peers.service import PeersService
 
@@ -65,19 +66,27 @@ def detect_tty(pid: int | None = None) -> str | None:
     return None
 
 
-def default_summary(git: GitContext, cwd: str) -> str:
-    """What a session is doing, as far as git can tell."""
+def default_summary(git: GitContext, cwd: str, limit: int = c.MAX_SUMMARY_BYTES) -> str:
+    """What a session is doing, as far as git can tell, in at most ``limit`` bytes."""
     where = git.repo_name or os.path.basename(cwd) or cwd
     if git.branch:
         where += f" @ {git.branch}"
     if not git.root:
-        return f"working in {where}"
-    files = git.changed_files
-    if not files:
-        return f"{where}: no uncommitted changes"
-    shown = ", ".join(files[:5])
-    more = f" (+{len(files) - 5} more)" if len(files) > 5 else ""
-    return f"{where}: changing {shown}{more}"
+        text = f"working in {where}"
+    elif not git.changed_files:
+        text = f"{where}: no uncommitted changes"
+    else:
+        files = git.changed_files
+        # Fewer names rather than a summary the service would refuse.
+        for shown in range(min(5, len(files)), 0, -1):
+            more = f" (+{len(files) - shown} more)" if len(files) > shown else ""
+            text = f"{where}: changing {', '.join(files[:shown])}{more}"
+            if len(text.encode()) <= limit:
+                break
+    encoded = text.encode()
+    if len(encoded) > limit:
+        text = encoded[: max(0, limit - 3)].decode(errors="ignore") + "..."
+    return text
 
 
 class Session:
@@ -91,8 +100,13 @@ class Session:
         self.registered = anyio.Event()
         self.backend_error: str | None = None
         self.summary_is_default = True
+        # The name this session should hold: PEERS_NAME or set_name. If another live
+        # session holds it, we run unnamed and keep trying to claim it.
+        self.wanted_name = settings.name
         # One fetch-and-ack at a time: push, check_messages and tool results share it.
         self._mail_lock = anyio.Lock()
+        # The agent's set_summary and the git refresh must not overwrite each other.
+        self._summary_lock = anyio.Lock()
         self._stopping = False
         self._senders: dict[str, tuple[float, Peer | None]] = {}
         # Ids already handed to the agent: if an ack is lost (backend outage right
@@ -130,7 +144,7 @@ class Session:
             tty=ctx.tty,
             client=ctx.client,
             receive_mode=ctx.receive_mode,
-            summary=default_summary(ctx.git, ctx.cwd),
+            summary=default_summary(ctx.git, ctx.cwd, self.settings.max_summary_bytes),
             files=ctx.git.changed_files,
         )
         if peer_id is not None:
@@ -144,8 +158,7 @@ class Session:
         if assert_ctx is None:
             raise RuntimeError("build_context() first")
         previous = self.peer
-        name = previous.name if previous is not None else assert_ctx.name
-        peer = self._new_peer(assert_ctx, previous.id if previous else None, name)
+        peer = self._new_peer(assert_ctx, previous.id if previous else None, self.wanted_name)
         if previous is not None:
             peer = peer.model_copy(
                 update={
@@ -174,6 +187,10 @@ class Session:
         self._stopping = True
         if self.peer is None:
             return
+        # Let a delivery in progress finish its ack before the record goes offline.
+        with anyio.move_on_after(2):
+            await self._mail_lock.acquire()
+            self._mail_lock.release()
         try:
             await self.service.unregister(self.peer.id)
             log.info("unregistered", peer_id=self.peer.id)
@@ -203,6 +220,7 @@ class Session:
                     await self.register()
                 else:
                     await self.service.heartbeat(self.peer.id)
+                    await self._claim_wanted_name()
                 delay = 0.5
                 await anyio.sleep(self.settings.heartbeat_interval)
             except PeerNotFound:
@@ -215,6 +233,27 @@ class Session:
                 self.backend_error = str(exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _claim_wanted_name(self) -> None:
+        peer = self.peer
+        if peer is None or self.wanted_name is None or peer.name == self.wanted_name:
+            return
+        try:
+            self.peer = await self.service.set_name(peer.id, self.wanted_name)
+            log.info("claimed name", name=self.wanted_name)
+        except NameTaken:
+            pass  # still held by a live session; try again at the next heartbeat
+
+    async def set_name(self, name: object) -> Peer:
+        peer = self.remember(await self.service.set_name(self.require_peer().id, name))
+        self.wanted_name = peer.name
+        return peer
+
+    async def set_summary(self, summary: object) -> Peer:
+        async with self._summary_lock:
+            peer = self.remember(await self.service.set_summary(self.require_peer().id, summary))
+            self.summary_is_default = not peer.summary
+            return peer
 
     async def refresh_files(self) -> None:
         """Keep the changed-files list (and the default summary) current from git."""
@@ -229,12 +268,14 @@ class Session:
             git = GitContext(
                 ctx.git.root, ctx.git.common_dir, ctx.git.branch, ctx.git.remote, files
             )
-            update = PeerUpdate(
-                files=files,
-                summary=default_summary(git, ctx.cwd) if self.summary_is_default else None,
-            )
             try:
-                self.peer = await self.service.transport.update_peer(peer.id, update)
+                async with self._summary_lock:
+                    summary = (
+                        default_summary(git, ctx.cwd, self.settings.max_summary_bytes)
+                        if self.summary_is_default
+                        else None
+                    )
+                    self.peer = await self.service.set_activity(peer.id, files, summary)
             except PeersError as exc:
                 log.debug("files refresh failed", error=str(exc))
 
@@ -258,15 +299,28 @@ class Session:
             self._handed_out.popitem(last=False)
         return fresh
 
-    async def take_mail(self) -> list[Message]:
-        """Pending mail, acknowledged as it is handed out (the poll path)."""
-        if self.peer is None:
-            return []
+    @asynccontextmanager
+    async def mail_for_result(self) -> AsyncIterator[list[Message]]:
+        """Unread mail for a tool result (the poll path), acked once the result is built.
+
+        If the body fails or the call is cancelled first, nothing is acked and the
+        mail comes with the next call instead.
+        """
+        peer = self.peer
+        if peer is None:
+            yield []
+            return
         async with self._mail_lock:
-            messages = await self.service.pending(self.peer.id)
-            # Ack first: if it fails, the agent gets the mail on its next call instead.
-            await self.service.ack(self.peer.id, [m.id for m in messages])
-            return self._first_time(messages)
+            messages = await self.service.pending(peer.id)
+            fresh = [m for m in messages if m.id not in self._handed_out]
+            yield fresh
+            with anyio.CancelScope(shield=True):
+                self._first_time(fresh)
+                try:
+                    await self.service.ack(peer.id, [m.id for m in messages])
+                except PeersError as exc:
+                    # Marked as handed out: acked at the next chance, never shown twice.
+                    log.warning("ack failed; will retry", error=str(exc))
 
     async def push_loop(self, deliver: PushCallback) -> None:
         """Push each message as it arrives; ack once its notification is written."""
@@ -280,6 +334,8 @@ class Session:
                 async with self._mail_lock:
                     messages = await self.service.pending(peer.id, c.FETCH_LIMIT)
                     for message in messages:
+                        if self._stopping:
+                            return
                         if self._first_time([message]):
                             await deliver(message, await self.sender_of(message))
                         # Ack one by one: a crash mid-batch re-sends only the unacked rest.

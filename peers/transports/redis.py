@@ -1134,7 +1134,7 @@ class RedisTransport(Transport):
             "1" if message.broadcast else "0",
             repr(message.sent_at),
             repr(time.time()),
-            c.REDIS_MAX_SUCCESSOR_HOPS,
+            c.MAX_SUCCESSOR_HOPS,
         )
         status = _s(reply[0])
         if status == "nopeer":

@@ -170,8 +170,6 @@ _MSG_COLS = (
 )
 _EVENT_COLS = "seq, kind, at, peer_id, peer_name, data"
 
-# Successor chains longer than this are cut (and a cycle cannot loop forever).
-_MAX_SUCCESSORS = 32
 # ids per "IN (...)" list, below SQLite's variable limit.
 _ID_CHUNK = 500
 _EVENT_BATCH = 256
@@ -1196,7 +1194,7 @@ class SQLiteTransport(Transport):
             raise PeerNotFound(f"no peer with id {peer_id} in namespace '{self.namespace}'")
         current, successor = peer_id, row[0]
         seen = {peer_id}
-        while successor is not None and successor not in seen and len(seen) < _MAX_SUCCESSORS:
+        while successor is not None and successor not in seen and len(seen) < c.MAX_SUCCESSOR_HOPS:
             row = conn.execute(
                 f"SELECT successor FROM {T.PEERS} WHERE namespace = ? AND id = ?",
                 (self.namespace, successor),

@@ -459,3 +459,47 @@ async def test_server_exits_when_its_parent_dies(
     peer = await store.get_peer(me["id"])
     assert peer is not None and not peer.online
     proc.stdin.close()
+
+
+async def test_a_taken_name_is_claimed_once_its_holder_leaves(
+    session: Callable[..., PeerClient],
+) -> None:
+    async with session("busy", client="codex-mcp-client", channel=False) as first:
+        holder = await first.wait_registered()
+        async with session("busy", client="codex-mcp-client", channel=False) as second:
+            me = await second.wait_registered()
+            assert me["name"] is None  # runs unnamed rather than not at all
+            os.kill(holder["pid"], signal.SIGTERM)  # the holder leaves
+            with anyio.fail_after(20):
+                while (await second.call_ok("whoami"))["name"] != "busy":
+                    await anyio.sleep(0.2)
+
+
+async def test_a_push_the_client_cannot_take_stays_pending() -> None:
+    import mcp_types as types
+    from mcp.server.connection import Connection
+    from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+    from mcp.shared.message import SessionMessage
+
+    from peers.server import CHANNEL_METHOD, _TrackedWriter
+
+    send, receive = anyio.create_memory_object_stream[SessionMessage](0)
+    in_send, in_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    writer = _TrackedWriter(send)
+    conn = Connection.for_loop(JSONRPCDispatcher(in_receive, writer))
+    async with anyio.create_task_group() as tg:
+        got: list[Any] = []
+
+        async def read_one() -> None:
+            got.append(await receive.receive())
+
+        tg.start_soon(read_one)
+        await conn.notify(CHANNEL_METHOD, {"content": "hi", "meta": {}})
+    assert writer.channel_sent == 1
+    assert isinstance(got[0].message, types.JSONRPCNotification)
+    await receive.aclose()  # the client went away
+    await conn.notify(CHANNEL_METHOD, {"content": "lost?", "meta": {}})
+    # notify() swallowed the failure; the count tells the push loop not to ack.
+    assert writer.channel_sent == 1
+    await send.aclose()
+    await in_send.aclose()

@@ -1,0 +1,278 @@
+"""The service layer's rules, on every transport: validation, scopes, names, broadcast, limits."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from peers.config import load_settings
+from peers.errors import (
+    AmbiguousTarget,
+    InvalidInput,
+    MessageNotFound,
+    NotPermitted,
+    PeerNotFound,
+    RateLimited,
+)
+from peers.gitinfo import GitContext
+from peers.models import Peer, PeerFilter, Scope, SenderKind
+from peers.procinfo import process_start_time
+from peers.service import PeersService, Sender, clean_text
+from peers.session import default_summary
+from peers.transports.base import Transport
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def service(transport: Transport) -> PeersService:
+    settings = load_settings(
+        url="sqlite:///unused.db", namespace=transport.namespace, host=socket.gethostname(),
+        rate_limit=20,
+    )
+    return PeersService(transport, settings)
+
+
+@pytest.fixture
+def new(service: PeersService) -> Callable[..., Any]:
+    async def make(name: str | None = None, **fields: Any) -> Peer:
+        defaults: dict[str, Any] = {"cwd": "/work/app", "pid": os.getpid(),
+                                    "pid_start": process_start_time(os.getpid())}
+        host = fields.pop("host", None)
+        defaults.update(fields)
+        peer = service.new_peer(name=name, **defaults)
+        if host is not None:
+            peer = peer.model_copy(update={"host": host})
+        return await service.register(peer)
+
+    return make
+
+
+def test_clean_text_keeps_newlines_and_tabs_only() -> None:
+    assert clean_text("a\tb\nc\x00d\x1b[31me\x7f\r\u202efg") == "a\tb\ncd[31mefg"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("", "empty"),
+        ("  \n\t ", "empty"),
+        ("\x00\x01", "empty"),
+        (42, "must be text"),
+        ("x" * (32 * 1024 + 1), "limit is 32,768 bytes"),
+        ("é" * (16 * 1024 + 1), "limit is 32,768 bytes"),  # bytes, not characters
+    ],
+)
+async def test_bad_bodies_are_refused(
+    service: PeersService, new: Callable[..., Any], body: object, expected: str
+) -> None:
+    a, b = await new("a"), await new("b")
+    with pytest.raises(InvalidInput, match=expected):
+        await service.send(Sender.of(a), b.id, body)
+    assert await service.pending(b.id) == []
+
+
+@pytest.mark.parametrize("name", ["", "A", "-x", "x y", "a" * 65, "ünï", "a/b", 7])
+async def test_bad_names_are_refused(service: PeersService, new: Callable[..., Any],
+                                     name: object) -> None:
+    a = await new()
+    with pytest.raises(InvalidInput, match="a name is 1-64 characters"):
+        await service.set_name(a.id, name)
+
+
+async def test_summary_limit_and_cleaning(service: PeersService, new: Callable[..., Any]) -> None:
+    a = await new()
+    with pytest.raises(InvalidInput, match="limit is 1,024 bytes"):
+        await service.set_summary(a.id, "y" * 1025)
+    peer = await service.set_summary(a.id, "  fixing\x07 the parser  ")
+    assert peer.summary == "fixing the parser"
+
+
+async def test_unknown_scope_lists_the_allowed_ones(service: PeersService,
+                                                    new: Callable[..., Any]) -> None:
+    a = await new()
+    with pytest.raises(InvalidInput, match="machine, directory, repo, all"):
+        await service.list_peers("galaxy", a)
+
+
+async def test_scopes(service: PeersService, new: Callable[..., Any]) -> None:
+    me = await new("me", cwd="/r/app", git_common_dir="/r/app/.git", git_root="/r/app")
+    worktree = await new("wt", cwd="/r/app-wt", git_common_dir="/r/app/.git", git_root="/r/app-wt")
+    same_dir = await new("dir", cwd="/r/app", git_common_dir="/r/app/.git", git_root="/r/app")
+    remote = await new("remote", cwd="/x", git_remote="github.com/o/app", host="other-host")
+    other = await new("other", cwd="/else", host="other-host")
+    me = me.model_copy(update={"git_remote": "github.com/o/app"})
+
+    def names(peers: list[Peer]) -> list[str]:
+        return sorted(p.name or "" for p in peers)
+
+    assert names(await service.list_peers("directory", me)) == ["dir"]
+    assert names(await service.list_peers("repo", me)) == ["dir", "remote", "wt"]
+    assert names(await service.list_peers("machine", me)) == ["dir", "wt"]
+    assert names(await service.list_peers("all", me)) == ["dir", "other", "remote", "wt"]
+    assert {worktree.id, same_dir.id, remote.id, other.id}  # all registered
+    outside = await new("plain", cwd="/tmp/x")
+    with pytest.raises(InvalidInput, match="needs a git repository"):
+        await service.list_peers("repo", outside)
+
+
+async def test_resolution_by_id_name_and_prefix(service: PeersService,
+                                                new: Callable[..., Any]) -> None:
+    a = await new("frontend")
+    b = await new("backend")
+    c = await new("backup")
+    me = Sender.of(await new("me"))
+    assert (await service.send(me, a.id, "x")).recipient.id == a.id
+    assert (await service.send(me, "frontend", "x")).recipient.id == a.id
+    assert (await service.send(me, "FRONT", "x")).recipient.id == a.id  # names are lowercase
+    assert (await service.send(me, "backe", "x")).recipient.id == b.id
+    with pytest.raises(AmbiguousTarget) as err:
+        await service.send(me, "back", "x")
+    assert "backend" in str(err.value) and "backup" in str(err.value)
+    assert c.id
+    with pytest.raises(PeerNotFound, match="no peer 'zzz'"):
+        await service.send(me, "zzz", "x")
+    with pytest.raises(PeerNotFound, match="command-line sender"):
+        await service.send(me, "cli-abc", "x")
+    with pytest.raises(InvalidInput, match="your own id"):
+        await service.send(me, "me", "x")
+
+
+async def test_offline_named_peer_queues_and_unnamed_is_refused(
+    service: PeersService, new: Callable[..., Any]
+) -> None:
+    me = Sender.of(await new("me"))
+    named = await new("named")
+    anon = await new()
+    await service.unregister(named.id)
+    await service.unregister(anon.id)
+    result = await service.send(me, "named", "wait for me")
+    assert result.delivery == "queued"
+    with pytest.raises(PeerNotFound):
+        await service.send(me, anon.id, "nobody will read this")
+
+
+async def test_successor_takes_mail_sent_to_the_old_id_and_cannot_mail_itself(
+    service: PeersService, new: Callable[..., Any]
+) -> None:
+    me = Sender.of(await new("me"))
+    old = await new("worker")
+    await service.unregister(old.id)
+    successor = await new("worker")
+    result = await service.send(me, old.id, "to the old id")
+    assert result.recipient.id == successor.id
+    assert [m.body for m in await service.pending(successor.id)] == ["to the old id"]
+    with pytest.raises(InvalidInput, match="your own id"):
+        await service.send(Sender.of(successor), old.id, "to myself")
+
+
+async def test_reply_to_must_be_a_message_of_the_sender(service: PeersService,
+                                                        new: Callable[..., Any]) -> None:
+    a, b, c = Sender.of(await new("a")), Sender.of(await new("b")), Sender.of(await new("c"))
+    first = await service.send(a, "b", "question")
+    reply = await service.send(b, "a", "answer", reply_to=first.message.id)
+    assert reply.message.reply_to == first.message.id
+    with pytest.raises(MessageNotFound, match="not a message id"):
+        await service.send(b, "a", "answer", reply_to="01nosuchmessageid000000000")
+    with pytest.raises(InvalidInput, match="not a message you sent or received"):
+        await service.send(c, "a", "butting in", reply_to=first.message.id)
+
+
+async def test_broadcast_reaches_every_live_peer_but_the_sender(
+    service: PeersService, new: Callable[..., Any]
+) -> None:
+    a = await new("a")
+    b = await new("b")
+    c = await new("c")
+    gone = await new("gone")
+    await service.unregister(gone.id)
+    result = await service.broadcast(Sender.of(a), "freeze", "all")
+    assert sorted(r.recipient.name or "" for r in result.results) == ["b", "c"]
+    assert all(r.message.broadcast for r in result.results)
+    assert [m.body for m in await service.pending(b.id)] == ["freeze"]
+    assert [m.body for m in await service.pending(c.id)] == ["freeze"]
+    assert await service.pending(a.id) == []
+
+
+async def test_broadcast_skips_a_peer_that_left_after_being_listed(
+    service: PeersService, new: Callable[..., Any], transport: Transport
+) -> None:
+    a = await new("a")
+    leaver = await new()  # anonymous and without mail: removed when it leaves
+    c = await new("c")
+    real_list = transport.list_peers
+
+    async def list_then_leave(flt: PeerFilter | None = None) -> list[Peer]:
+        peers = await real_list(flt)
+        await transport.unregister(leaver.id)
+        return peers
+
+    transport.list_peers = list_then_leave  # type: ignore[method-assign]
+    result = await service.broadcast(Sender.of(a), "still reaches c", "all")
+    assert [r.recipient.id for r in result.results] == [c.id]
+    assert [m.body for m in await service.pending(c.id)] == ["still reaches c"]
+
+
+async def test_rate_limit_stops_a_loop_with_a_clear_error(service: PeersService,
+                                                          new: Callable[..., Any]) -> None:
+    a, b = Sender.of(await new("a")), await new("b")
+    for i in range(20):
+        await service.send(a, b.id, f"m{i}")
+    with pytest.raises(RateLimited, match="at most 20 messages a minute"):
+        await service.send(a, b.id, "one too many")
+    assert len(await service.pending(b.id)) == 20
+    # A broadcast counts one message per recipient.
+    c = Sender.of(await new("c"))
+    for _ in range(3):
+        await new()
+    await service.broadcast(c, "x", "all")
+    with pytest.raises(RateLimited):
+        for _ in range(5):
+            await service.broadcast(c, "x", "all")
+
+
+async def test_cli_sender_is_marked_and_not_replyable(service: PeersService,
+                                                      new: Callable[..., Any]) -> None:
+    b = await new("b")
+    sent = await service.send(Sender.cli(), "b", "from the terminal")
+    assert sent.message.sender_kind is SenderKind.CLI
+    with pytest.raises(PeerNotFound, match="command-line sender"):
+        await service.send(Sender.of(b), sent.message.sender_id, "reply")
+
+
+async def test_kill_refuses_other_hosts_and_oneself(service: PeersService,
+                                                    new: Callable[..., Any]) -> None:
+    me = await new("me")
+    remote = await new("remote", host="other-host")
+    with pytest.raises(NotPermitted, match="other-host"):
+        await service.kill_peer("remote", requester=me)
+    with pytest.raises(NotPermitted, match="your own session"):
+        await service.kill_peer("me", requester=me)
+    assert remote.id
+
+
+def test_default_summary_always_fits_the_limit() -> None:
+    long = tuple("d" * 240 + f"/file{i}.py" for i in range(8))
+    git = GitContext(root="/r/app", common_dir="/r/app/.git", branch="main", changed_files=long)
+    text = default_summary(git, "/r/app", limit=1024)
+    assert len(text.encode()) <= 1024 and "changing" in text
+    tiny = default_summary(git, "/r/app", limit=40)
+    assert len(tiny.encode()) <= 40
+    short = GitContext(root="/r/app", branch="main", changed_files=("a.py",))
+    assert default_summary(short, "/r/app") == "app @ main: changing a.py"
+
+
+async def test_default_summary_is_accepted_by_the_service(service: PeersService) -> None:
+    git = GitContext(root="/r/app", branch="main",
+                     changed_files=tuple("x" * 400 + str(i) for i in range(5)))
+    summary = default_summary(git, "/r/app", service.settings.max_summary_bytes)
+    peer = service.new_peer(cwd="/r/app", pid=os.getpid(), pid_start=None, summary=summary)
+    assert peer.summary == summary
+
+
+def test_scope_enum_values() -> None:
+    assert [s.value for s in Scope] == ["machine", "directory", "repo", "all"]
