@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from peers.procinfo import process_alive
+
 __all__ = [
     "Check",
     "CheckStatus",
@@ -92,6 +94,13 @@ class Peer(_Model):
     @property
     def label(self) -> str:
         return f"{self.name} ({self.id})" if self.name else self.id
+
+    def is_live(self, host: str, *, fresh: bool) -> bool:
+        """The liveness rule: online, heartbeat within the TTL (``fresh``), and, when
+        it runs on ``host``, its process (pid and start time) still there."""
+        if not (self.online and fresh):
+            return False
+        return self.host != host or process_alive(self.pid, self.pid_start)
 
     @property
     def repo(self) -> str | None:

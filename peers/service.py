@@ -360,9 +360,8 @@ class PeersService:
 
     def is_live(self, peer: Peer) -> bool:
         """The contract's liveness rule, for a record already in hand."""
-        if not peer.online or peer.last_seen < time.time() - self.settings.peer_ttl:
-            return False
-        return peer.host != self.settings.host or process_alive(peer.pid, peer.pid_start)
+        fresh = peer.last_seen >= time.time() - self.settings.peer_ttl
+        return peer.is_live(self.settings.host, fresh=fresh)
 
     def _delivery(self, peer: Peer) -> Delivery:
         if not self.is_live(peer):

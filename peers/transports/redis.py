@@ -98,7 +98,6 @@ from peers.models import (
     PeerFilter,
     PeerUpdate,
 )
-from peers.procinfo import process_alive
 from peers.transports.base import Capabilities, Transport
 from peers.transports.redis_checks import permission_checks
 
@@ -866,11 +865,8 @@ class RedisTransport(Transport):
     # -- peers -------------------------------------------------------------------
 
     def _is_live(self, peer: Peer, alive: bool) -> bool:
-        if not (peer.online and alive):
-            return False
-        if peer.host == self.host:
-            return process_alive(peer.pid, peer.pid_start)
-        return True
+        # The alive key's TTL stands for the heartbeat freshness here.
+        return peer.is_live(self.host, fresh=alive)
 
     async def _load(self, peer_id: str) -> tuple[Peer, bool] | None:
         """A peer record and whether its alive key exists."""

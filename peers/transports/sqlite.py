@@ -81,7 +81,6 @@ from peers.models import (
     ReceiveMode,
     SenderKind,
 )
-from peers.procinfo import process_alive
 from peers.transports.base import Capabilities, Transport
 from peers.transports.wakeup import WakeDirectory, WakeEndpoint
 
@@ -783,11 +782,7 @@ class SQLiteTransport(Transport):
     # -- liveness ------------------------------------------------------------------
 
     def _is_live(self, peer: Peer, now: float) -> bool:
-        if not peer.online or peer.last_seen < now - self.peer_ttl:
-            return False
-        if peer.host == self.host:
-            return process_alive(peer.pid, peer.pid_start)
-        return True
+        return peer.is_live(self.host, fresh=peer.last_seen >= now - self.peer_ttl)
 
     def _emit(
         self,
