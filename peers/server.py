@@ -13,7 +13,6 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -38,6 +37,7 @@ from peers.models import Message, Peer, ReceiveMode
 from peers.service import PeersService, Sender
 from peers.session import Session
 from peers.transports.base import Transport
+from peers.views import iso, message_json, peer_json
 
 __all__ = ["INSTRUCTIONS", "TOOLS", "channel_meta", "run_server"]
 
@@ -176,8 +176,10 @@ def _check_args(tool: str, args: Mapping[str, Any]) -> dict[str, Any]:
     return dict(args)
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _peer_view(peer: Peer) -> dict[str, Any]:
+    view = peer_json(peer)
+    del view["unread"]  # the CLI's per-peer mail count; tools do not compute it
+    return view
 
 
 def channel_meta(message: Message, sender: Peer | None) -> dict[str, str]:
@@ -189,43 +191,12 @@ def channel_meta(message: Message, sender: Peer | None) -> dict[str, str]:
         "from_cwd": sender.cwd if sender else "",
         "message_id": message.id,
         "reply_to": message.reply_to or "",
-        "sent_at": _iso(message.sent_at),
+        "sent_at": iso(message.sent_at),
         "sender_kind": "cli (unverified)" if message.sender_kind.value == "cli" else "peer",
     }
     if message.broadcast:
         meta["broadcast"] = "true"
     return {k: v for k, v in meta.items() if v}
-
-
-def peer_view(peer: Peer) -> dict[str, Any]:
-    """A peer as tools show it."""
-    return {
-        "id": peer.id,
-        "name": peer.name,
-        "host": peer.host,
-        "cwd": peer.cwd,
-        "repo": peer.repo,
-        "branch": peer.branch,
-        "client": peer.client,
-        "receive_mode": peer.receive_mode.value,
-        "summary": peer.summary,
-        "files": list(peer.files),
-        "last_seen": _iso(peer.last_seen),
-        "online": peer.online,
-    }
-
-
-def message_view(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "from_id": message.sender_id,
-        "from_name": message.sender_name,
-        "sender_kind": message.sender_kind.value,
-        "body": message.body,
-        "reply_to": message.reply_to,
-        "broadcast": message.broadcast,
-        "sent_at": _iso(message.sent_at),
-    }
 
 
 def format_messages(messages: list[Message]) -> str:
@@ -236,7 +207,7 @@ def format_messages(messages: list[Message]) -> str:
         extra = f", reply_to {m.reply_to}" if m.reply_to else ""
         kind = " [command line, unverified]" if m.sender_kind.value == "cli" else ""
         bcast = " [broadcast]" if m.broadcast else ""
-        lines.append(f"--- message {m.id} from {who}{kind}{bcast} at {_iso(m.sent_at)}{extra}")
+        lines.append(f"--- message {m.id} from {who}{kind}{bcast} at {iso(m.sent_at)}{extra}")
         lines.append(m.body)
     return "\n".join(lines)
 
@@ -330,7 +301,7 @@ class PeersServer:
         try:
             async with self.session.mail_for_result() as mail:
                 if mail:
-                    structured = {**structured, "new_messages": [message_view(m) for m in mail]}
+                    structured = {**structured, "new_messages": [message_json(m) for m in mail]}
                     text = f"{text}\n\n{format_messages(mail)}"
         except PeersError as exc:
             log.warning("could not attach mail", error=str(exc))
@@ -341,7 +312,10 @@ class PeersServer:
     async def _list_peers(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         scope = args.get("scope") or "machine"
         peers = await self.service.list_peers(scope, self.session.require_peer())
-        return _format_peers(peers, scope), {"scope": scope, "peers": [peer_view(p) for p in peers]}
+        return _format_peers(peers, scope), {
+            "scope": scope,
+            "peers": [_peer_view(p) for p in peers],
+        }
 
     async def _send_message(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         me = self.session.require_peer()
@@ -388,16 +362,13 @@ class PeersServer:
         self.session.require_peer()
         async with self.session.mail_for_result() as mail:
             text = format_messages(mail) if mail else "No new messages."
-            return text, {"messages": [message_view(m) for m in mail]}
+            return text, {"messages": [message_json(m) for m in mail]}
 
     async def _whoami(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         me = self.session.require_peer()
-        view = peer_view(me) | {
-            "namespace": me.namespace,
-            "pid": me.pid,
-            "git_root": me.git_root,
+        view = _peer_view(me) | {
             "git_common_dir": me.git_common_dir,
-            "tty": me.tty,
+            "wanted_name": self.session.wanted_name,
             "backend": self.service.transport.capabilities.name,
         }
         how = (
