@@ -23,7 +23,7 @@ from peers.errors import BackendError, NameTaken, PeerNotFound, PeersError
 from peers.gitinfo import GitContext, changed_files, git_context
 from peers.log import get_logger
 from peers.models import Message, Peer, ReceiveMode
-from peers.procinfo import process_start_time
+from peers.procinfo import ancestors, process_start_time
 from peers.service import PeersService
 
 __all__ = ["Session", "SessionContext", "default_summary", "detect_tty"]
@@ -47,22 +47,13 @@ class SessionContext:
 
 def detect_tty(pid: int | None = None) -> str | None:
     """The terminal of the nearest ancestor that has one (an MCP server's own stdin is a pipe)."""
-    current = pid or os.getpid()
-    for _ in range(16):
+    for info in ancestors(pid or os.getpid(), limit=16):
         try:
-            target = os.readlink(f"/proc/{current}/fd/0")
+            target = os.readlink(f"/proc/{info.pid}/fd/0")
         except OSError:
-            target = ""
+            continue
         if target.startswith(("/dev/pts/", "/dev/tty")):
             return target
-        try:
-            with open(f"/proc/{current}/stat") as fh:
-                raw = fh.read()
-            current = int(raw[raw.rfind(")") + 2 :].split()[1])
-        except (OSError, ValueError, IndexError):
-            return None
-        if current <= 1:
-            return None
     return None
 
 
