@@ -13,6 +13,9 @@ __all__ = ["main", "run_serve"]
 
 def run_serve() -> None:
     """Read the settings and serve MCP on stdio (exit 2 on a configuration error)."""
+    # structlog imports rich, when installed, for pretty tracebacks: a fifth of the
+    # time before peers serve can answer initialize. Nothing on this path needs it.
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
     from peers.config import load_settings
     from peers.errors import PeersError
     from peers.log import configure_logging
