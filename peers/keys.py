@@ -29,7 +29,12 @@ class RedisKeys:
         return f"peers:{{{self.namespace}}}:"
 
     def peer(self, peer_id: str) -> str:
-        """Hash: the peer record (kept while offline, for successors and history)."""
+        """Hash: the peer record (kept while offline, for successors and history).
+
+        Fields: ``data`` (the record as registered, JSON) and, overriding it, what
+        changes later: ``name``, ``online``, ``last_seen``, ``successor``,
+        ``summary``, ``files`` (JSON list) and ``mode`` (receive mode).
+        """
         return f"{self.prefix}peer:{peer_id}"
 
     def alive(self, peer_id: str) -> str:
@@ -67,10 +72,8 @@ class RedisKeys:
         return f"{self.prefix}ring:{peer_id}"
 
     def wake_channel(self, peer_id: str) -> str:
-        """Pub/sub channel: a payload-free doorbell rung after a send."""
-        return f"{self.prefix}wake:{peer_id}"
+        """Pub/sub channel: a payload-free doorbell rung after a send.
 
-    @property
-    def events_channel(self) -> str:
-        """Pub/sub channel: presence and message events."""
-        return f"{self.prefix}events"
+        The only channel: events are read from the log stream (see peers.transports.redis).
+        """
+        return f"{self.prefix}wake:{peer_id}"

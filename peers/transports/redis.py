@@ -11,12 +11,19 @@ Supports
     unless an earlier ring is still waiting for the recipient's next fetch;
     the streams stay the source of truth, so a missed doorbell costs only the
     caller's safety re-check. Events are read with XREAD BLOCK from a capped
-    log stream, which also backs history. Liveness is a key per live peer
-    with a TTL of ``peer_ttl`` (plus a pid check for peers on this host),
-    listed through a sorted-set registry, never KEYS or SCAN. Name claims, sends (following successor
-    pointers) and mail inheritance are Lua scripts, so each is atomic. Every
-    key is ``peers:{<namespace>}:...`` (see :class:`peers.keys.RedisKeys`):
-    one hash tag, so the scripts stay legal on one Redis Cluster slot.
+    log stream, which also backs history, and are not published on a pub/sub
+    channel: the scripts that change state append to the log in the same
+    step, so events come in commit order (a message event names the final
+    recipient), and a reader that loses its connection resumes from the last
+    entry it read, where pub/sub would drop whatever happened meanwhile.
+    Liveness is a key per live peer with a TTL of ``peer_ttl`` (plus a pid
+    check for peers on this host), listed through a sorted-set registry,
+    never KEYS or SCAN. Registration and name claims, peer updates, sends
+    (following successor pointers), mail inheritance and gc's removal of a
+    peer are Lua scripts: each check and the writes that depend on it are one
+    atomic step, so no concurrent write lands in between. Every key is
+    ``peers:{<namespace>}:...`` (see :class:`peers.keys.RedisKeys`): one
+    hash tag, so the scripts stay legal on one Redis Cluster slot.
     A Redis restart that keeps its data (AOF) is ridden out by retries; after
     one that lost it, heartbeat raises PeerNotFound (the server re-registers)
     and missing consumer groups are re-created.
@@ -97,6 +104,7 @@ from peers.models import (
     Peer,
     PeerFilter,
     PeerUpdate,
+    ReceiveMode,
 )
 from peers.transports.base import Capabilities, Transport
 from peers.transports.redis_checks import permission_checks
@@ -167,15 +175,8 @@ def _prelude(keys: RedisKeys) -> str:
     return "\n".join(lines) + _PRELUDE_BODY
 
 
-# Register a peer (or rename one) and claim its name.
-# ARGV: id, name ('' = none), expected holder ('' = none), mode
-# ('register' | 'rename'), record json, now, ttl ms, event kind, event data json.
-# Returns {'ok'} | {'raced', holder} | {'taken', holder} | {'gone'}.
-_CLAIM = """
-local id, name, expected, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local record, now, ttl, kind, data = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local peer = KEYS[1]
-
+# Name claims, shared by the register and update scripts (concatenated before them).
+_NAMES = """
 -- An entry's place in commit order: its first stream id, kept in 'o' across moves.
 local function order_of(entry)
   local f = entry[2]
@@ -229,49 +230,105 @@ local function inherit(from, to)
   end
 end
 
--- 1. Checks, before any write.
-if mode == 'rename' and redis.call('HGET', peer, 'online') ~= '1' then
-  return {'gone'}
+-- Whom a claim of `name` by `id` displaces: false (nobody) or the previous
+-- holder's id; or, as a second value, the reply that refuses the claim. The
+-- caller looked first and names the holder it expects (`expected`, '' = none).
+local function displaced(id, name, expected)
+  if name == '' then return false end
+  local holder = redis.call('GET', NAME .. name)
+  if not holder or holder == id then return false end
+  if holder ~= expected then return false, {'raced', holder} end
+  if redis.call('HGET', PEER .. holder, 'online') == '1'
+      and redis.call('EXISTS', ALIVE .. holder) == 1 then
+    return false, {'taken', holder}
+  end
+  return holder
 end
-local holder = false
-if name ~= '' then
-  holder = redis.call('GET', NAME .. name)
-  if holder == id then
-    holder = false
-  elseif holder then
-    if holder ~= expected then return {'raced', holder} end
-    if redis.call('HGET', PEER .. holder, 'online') == '1'
-        and redis.call('EXISTS', ALIVE .. holder) == 1 then
-      return {'taken', holder}
-    end
+
+-- Give `id` the name (releasing its old one), and take the previous holder's
+-- place: its successor pointer names `id`, its unacked mail moves over.
+local function take_name(id, name, holder)
+  local peer = PEER .. id
+  local old = redis.call('HGET', peer, 'name')
+  if old and old ~= '' and old ~= name and redis.call('GET', NAME .. old) == id then
+    redis.call('DEL', NAME .. old)
+  end
+  redis.call('HSET', peer, 'name', name)
+  make_group(MBOX .. id)
+  if name ~= '' then
+    redis.call('SET', NAME .. name, id)
+  end
+  if holder then
+    redis.call('HSET', PEER .. holder, 'name', '', 'successor', id)
+    inherit(holder, id)
   end
 end
+"""
 
--- 2. The record. A rename touches only the name; the old name is released.
-local old = redis.call('HGET', peer, 'name')
-if old and old ~= '' and old ~= name and redis.call('GET', NAME .. old) == id then
-  redis.call('DEL', NAME .. old)
+# Register a peer and claim its name.
+# ARGV: id, name ('' = none), expected holder ('' = none), record json, now,
+# ttl ms, join event data json, then the updatable fields as field, value pairs
+# (see _UPDATE).
+# Returns {'ok'} | {'raced', holder} | {'taken', holder}.
+_CLAIM = """
+local id, name, expected = ARGV[1], ARGV[2], ARGV[3]
+local record, now, ttl, data = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local holder, refused = displaced(id, name, expected)
+if refused then return refused end
+redis.call('HSET', KEYS[1], 'data', record, 'online', '1', 'last_seen', now, 'successor', '')
+for i = 8, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
-if mode == 'rename' then
-  redis.call('HSET', peer, 'name', name)
-else
-  redis.call('HSET', peer, 'data', record, 'name', name, 'online', '1',
-             'last_seen', now, 'successor', '')
-  redis.call('SET', ALIVE .. id, '1', 'PX', ttl)
-  redis.call('ZADD', REGISTRY, now, id)
-end
-make_group(MBOX .. id)
-
--- 3. The name, and what its previous holder leaves behind.
-if name ~= '' then
-  redis.call('SET', NAME .. name, id)
-end
-if holder then
-  redis.call('HSET', PEER .. holder, 'name', '', 'successor', id)
-  inherit(holder, id)
-end
-log('k', kind, 'p', id, 'n', name, 'at', now, 'd', data)
+redis.call('SET', ALIVE .. id, '1', 'PX', ttl)
+redis.call('ZADD', REGISTRY, now, id)
+take_name(id, name, holder)
+log('k', 'join', 'p', id, 'n', name, 'at', now, 'd', data)
 return {'ok'}
+"""
+
+# Update a live peer: set the given fields, claim a new name, log SUMMARY and
+# RENAME. Only the given fields are written, each in its own hash field
+# ('summary', 'files' as a JSON list, 'mode'; 'data' keeps the record as
+# registered and these win over it), so concurrent updates of different
+# fields both stand, and a record deleted meanwhile is not written back.
+# ARGV: id, now, new name ('' = unchanged), its expected holder ('' = none),
+# then field, value pairs.
+# Returns {'ok', hash fields and values...} | {'gone'} | {'raced', holder} | {'taken', holder}.
+_UPDATE = """
+local id, now, name, expected = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local peer = KEYS[1]
+if redis.call('HGET', peer, 'online') ~= '1' then return {'gone'} end  -- or deleted
+local old = redis.call('HGET', peer, 'name') or ''
+local renamed = name ~= '' and name ~= old
+local holder = false
+if renamed then
+  local refused
+  holder, refused = displaced(id, name, expected)
+  if refused then return refused end
+end
+local described = false
+for i = 5, #ARGV, 2 do
+  if redis.call('HGET', peer, ARGV[i]) ~= ARGV[i + 1] then
+    redis.call('HSET', peer, ARGV[i], ARGV[i + 1])
+    described = described or ARGV[i] == 'summary' or ARGV[i] == 'files'
+  end
+end
+if renamed then
+  take_name(id, name, holder)
+  local was = old == '' and 'null' or cjson.encode(old)
+  log('k', 'rename', 'p', id, 'n', name, 'at', now,
+      'd', '{"old": ' .. was .. ', "new": ' .. cjson.encode(name) .. '}')
+else
+  name = old
+end
+if described then
+  local d = redis.call('HMGET', peer, 'summary', 'files')
+  log('k', 'summary', 'p', id, 'n', name, 'at', now,
+      'd', '{"summary": ' .. cjson.encode(d[1] or '') .. ', "files": ' .. (d[2] or '[]') .. '}')
+end
+local out = redis.call('HGETALL', peer)
+table.insert(out, 1, 'ok')
+return out
 """
 
 # Store a message for its recipient, following successor pointers, and ring it.
@@ -383,6 +440,24 @@ end
 return 1
 """
 
+# Collect an offline peer past retention with no unread mail (that mail waits
+# for the name's next holder): its record, mailbox, liveness and doorbell keys,
+# registry entry, and its name if it still points here. The checks and the
+# delete are one step, so a send cannot land in between and be deleted.
+# ARGV: id, cutoff (last_seen before it is past retention). Returns 1 if collected.
+_COLLECT = """
+local id = ARGV[1]
+local p = redis.call('HMGET', KEYS[1], 'online', 'last_seen', 'name')
+if not p[2] or p[1] == '1' or tonumber(p[2]) >= tonumber(ARGV[2]) then return 0 end
+if redis.call('XLEN', MBOX .. id) > 0 then return 0 end
+redis.call('DEL', KEYS[1], MBOX .. id, ALIVE .. id, RING .. id)
+redis.call('ZREM', REGISTRY, id)
+if p[3] and p[3] ~= '' and redis.call('GET', NAME .. p[3]) == id then
+  redis.call('DEL', NAME .. p[3])
+end
+return 1
+"""
+
 
 # -- helpers -----------------------------------------------------------------------------
 
@@ -431,17 +506,37 @@ def _missing_group(exc: ResponseError) -> bool:
     return "NOGROUP" in text or "requires the key to exist" in text
 
 
+def _updatable(
+    summary: str | None, files: Sequence[str] | None, mode: ReceiveMode | None
+) -> list[str]:
+    """The given updatable fields of a peer hash as field, value pairs (for _CLAIM and _UPDATE)."""
+    pairs: list[str] = []
+    if summary is not None:
+        pairs += ["summary", summary]
+    if files is not None:
+        pairs += ["files", json.dumps(list(files))]
+    if mode is not None:
+        pairs += ["mode", ReceiveMode(mode).value]
+    return pairs
+
+
 def _peer_from_hash(raw: Mapping[Any, Any]) -> Peer:
     fields = _text_map(raw)
+    # 'data' is the record as registered; what changes later has a field of its own.
     peer = Peer.model_validate_json(fields["data"])
-    return peer.model_copy(
-        update={
-            "name": fields.get("name") or None,
-            "online": fields.get("online") == "1",
-            "last_seen": float(fields.get("last_seen") or peer.last_seen),
-            "successor": fields.get("successor") or None,
-        }
-    )
+    update: dict[str, Any] = {
+        "name": fields.get("name") or None,
+        "online": fields.get("online") == "1",
+        "last_seen": float(fields.get("last_seen") or peer.last_seen),
+        "successor": fields.get("successor") or None,
+    }
+    if "summary" in fields:
+        update["summary"] = fields["summary"]
+    if "files" in fields:
+        update["files"] = tuple(json.loads(fields["files"]))
+    if "mode" in fields:
+        update["receive_mode"] = ReceiveMode(fields["mode"])
+    return peer.model_copy(update=update)
 
 
 def _message(raw: str, recipient_id: str) -> Message:
@@ -706,12 +801,14 @@ class RedisTransport(Transport):
             self._scripts = {
                 name: self._r.register_script(prelude + body)
                 for name, body in (
-                    ("claim", _CLAIM),
+                    ("claim", _NAMES + _CLAIM),
+                    ("update", _NAMES + _UPDATE),
                     ("send", _SEND),
                     ("fetch", _FETCH),
                     ("ack", _ACK),
                     ("touch", _TOUCH),
                     ("offline", _OFFLINE),
+                    ("collect", _COLLECT),
                 )
             }
             self._doorbell = _Doorbell(self._rb, self._keys)
@@ -930,53 +1027,43 @@ class RedisTransport(Transport):
             f"(pid {holder.pid}); choose another name or end that session"
         )
 
-    async def _claim(
-        self, peer: Peer, mode: str, kind: EventKind, data: dict[str, Any], now: float
-    ) -> None:
-        """Store the record (register) or the new name (rename), claiming the name atomically."""
-        name = peer.name or ""
-        record = peer.model_dump_json()
-        for _ in range(c.REDIS_CLAIM_ATTEMPTS):
-            expected = ""
-            if name:
-                holder_id = await self._client().get(self._keys.name(name))
-                holder_id = _s(holder_id) if holder_id is not None else ""
-                if holder_id and holder_id != peer.id:
-                    expected = holder_id
-                    loaded = await self._load(holder_id)
-                    if loaded is not None:
-                        holder, alive = loaded
-                        if self._is_live(holder, alive):
-                            raise self._name_taken(name, holder, holder_id)
-                        if holder.online:
-                            # Not live (TTL gone, or its process died here): reap it first.
-                            await self._take_offline(holder, alive)
-            reply = await self._run(
-                "claim",
-                self._keys.peer(peer.id),
-                peer.id,
-                name,
-                expected,
-                mode,
-                record,
-                repr(now),
-                self._ttl_ms,
-                kind.value,
-                json.dumps(data),
-            )
-            status = _s(reply[0])
-            if status == "ok":
-                return
-            if status == "gone":
-                raise PeerNotFound(
-                    f"peer {peer.id} is not registered (or was reaped); register again"
-                )
-            if status == "taken":
-                holder_id = _s(reply[1])
-                loaded = await self._load(holder_id)
-                raise self._name_taken(name, loaded[0] if loaded else None, holder_id)
-            # 'raced': the name changed hands between our look and the script; look again.
-        raise BackendError(f"could not claim the name {name!r}: too many concurrent claims")
+    def _not_registered(self, peer_id: str) -> PeerNotFound:
+        return PeerNotFound(f"peer {peer_id} is not registered (or was reaped); register again")
+
+    async def _displaced(self, peer_id: str, name: str) -> str:
+        """The holder a claim of ``name`` would displace ('' for none); NameTaken if it is live.
+
+        A holder still marked online but not live (TTL gone, or its process died
+        here) is reaped first. The claiming script checks the holder is unchanged.
+        """
+        if not name:
+            return ""
+        found = await self._client().get(self._keys.name(name))
+        holder_id = _s(found) if found is not None else ""
+        if not holder_id or holder_id == peer_id:
+            return ""
+        loaded = await self._load(holder_id)
+        if loaded is not None:
+            holder, alive = loaded
+            if self._is_live(holder, alive):
+                raise self._name_taken(name, holder, holder_id)
+            if holder.online:
+                await self._take_offline(holder, alive)
+        return holder_id
+
+    async def _settled(self, reply: Any, peer_id: str, name: str) -> bool:
+        """True when a claim or update script succeeded, False when it lost a race; raises for the rest."""
+        status = _s(reply[0])
+        if status == "ok":
+            return True
+        if status == "gone":
+            raise self._not_registered(peer_id)
+        if status == "taken":
+            holder_id = _s(reply[1])
+            loaded = await self._load(holder_id)
+            raise self._name_taken(name, loaded[0] if loaded else None, holder_id)
+        # 'raced': the name changed hands between our look and the script; look again.
+        return False
 
     def _check_name(self, name: str | None) -> None:
         if name is not None and not c.NAME_PATTERN.fullmatch(name):
@@ -996,19 +1083,33 @@ class RedisTransport(Transport):
         # Subscribe first: a sender that sees the new record finds the doorbell in place.
         fresh = not doorbell.has(peer.id)
         await doorbell.add(peer.id)
+        name = stored.name or ""
+        record = stored.model_dump_json()
+        joined = json.dumps(
+            {"host": peer.host, "pid": peer.pid, "cwd": peer.cwd, "client": peer.client}
+        )
         try:
-            await self._claim(
-                stored,
-                "register",
-                EventKind.JOIN,
-                {"host": peer.host, "pid": peer.pid, "cwd": peer.cwd, "client": peer.client},
-                now,
-            )
+            for _ in range(c.REDIS_CLAIM_ATTEMPTS):
+                expected = await self._displaced(peer.id, name)
+                reply = await self._run(
+                    "claim",
+                    self._keys.peer(peer.id),
+                    peer.id,
+                    name,
+                    expected,
+                    record,
+                    repr(now),
+                    self._ttl_ms,
+                    joined,
+                    *_updatable(stored.summary, stored.files, stored.receive_mode),
+                )
+                if await self._settled(reply, peer.id, name):
+                    return stored
+            raise BackendError(f"could not claim the name {name!r}: too many concurrent claims")
         except BaseException:
             if fresh:
                 await doorbell.remove(peer.id)
             raise
-        return stored
 
     @_edge
     async def heartbeat(self, peer_id: str) -> None:
@@ -1017,45 +1118,32 @@ class RedisTransport(Transport):
             "touch", self._keys.peer(peer_id), peer_id, repr(time.time()), self._ttl_ms
         )
         if not int(done):
-            raise PeerNotFound(f"peer {peer_id} is not registered (or was reaped); register again")
+            raise self._not_registered(peer_id)
 
     @_edge
     async def update_peer(self, peer_id: str, update: PeerUpdate) -> Peer:
         """Change summary, files, name or receive mode of a live peer; a new name is claimed as in register."""
-        loaded = await self._load(peer_id)
-        if loaded is None or not loaded[0].online:
-            raise PeerNotFound(f"peer {peer_id} is not registered (or was reaped); register again")
-        current = loaded[0]
-        changes: dict[str, Any] = {}
-        for key in ("summary", "files", "name", "receive_mode"):
-            value = getattr(update, key)
-            if value is not None and value != getattr(current, key):
-                changes[key] = value
-        new = current.model_copy(update=changes)
-        now = time.time()
-        if "name" in changes:
-            self._check_name(new.name)
-            await self._claim(
-                new, "rename", EventKind.RENAME, {"old": current.name, "new": new.name}, now
+        self._check_name(update.name)
+        key = self._keys.peer(peer_id)
+        given = _updatable(update.summary, update.files, update.receive_mode)
+        name = update.name or ""
+        if name:
+            online = await self._client().hget(key, "online")
+            if online is None or _s(online) != "1":
+                raise self._not_registered(peer_id)  # rather than NameTaken, as on SQLite
+        for _ in range(c.REDIS_CLAIM_ATTEMPTS):
+            reply = await self._run(
+                "update",
+                key,
+                peer_id,
+                repr(time.time()),
+                name,
+                await self._displaced(peer_id, name),
+                *given,
             )
-        if changes.keys() - {"name"}:
-            async with self._client().pipeline(transaction=False) as pipe:
-                pipe.hset(self._keys.peer(peer_id), "data", new.model_dump_json())
-                if "summary" in changes or "files" in changes:
-                    pipe.xadd(
-                        self._keys.log,
-                        {
-                            "k": EventKind.SUMMARY.value,
-                            "p": peer_id,
-                            "n": new.name or "",
-                            "at": repr(now),
-                            "d": json.dumps({"summary": new.summary, "files": list(new.files)}),
-                        },
-                        maxlen=c.REDIS_EVENT_LOG_MAXLEN,
-                        approximate=True,
-                    )
-                await pipe.execute()
-        return new
+            if await self._settled(reply, peer_id, name):
+                return _peer_from_hash(dict(zip(reply[1::2], reply[2::2], strict=True)))
+        raise BackendError(f"could not claim the name {name!r}: too many concurrent claims")
 
     @_edge
     async def unregister(self, peer_id: str) -> None:
@@ -1292,10 +1380,8 @@ class RedisTransport(Transport):
         return self._event_stream(time.time())
 
     async def _event_stream(self, since: float) -> AsyncIterator[Event]:
-        # XREAD BLOCK on the log stream rather than pub/sub on the events channel:
-        # the log is written by the same scripts that change state, so events come
-        # in commit order with the final recipient, and a reconnect resumes from the
-        # last entry read instead of dropping whatever happened while disconnected.
+        # XREAD BLOCK on the log stream (why not pub/sub: see the module docstring);
+        # the cursor is the last entry read, so a reconnect loses nothing.
         since_ms = int(since * 1000)
         cursor = f"{max(0, since_ms - _EVENT_REPLAY_MS)}-0"
         failures = 0
@@ -1361,24 +1447,13 @@ class RedisTransport(Transport):
                 removed_messages.update(m for _, m in old)
 
         # Offline peers past retention (reaped ones included: their last_seen is old).
-        # One with unread mail inside the window stays: that mail waits for its successor.
-        fresh = await self._load_all_ids([p.id for p, _ in pairs])
-        async with client.pipeline(transaction=False) as pipe:
-            for peer in fresh:
-                pipe.xlen(self._keys.mailbox(peer.id))
-            unread = await pipe.execute()
-        for peer, count in zip(fresh, unread, strict=True):
-            if peer.online or peer.last_seen >= cutoff or int(count):
-                continue
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.delete(self._keys.peer(peer.id), self._keys.mailbox(peer.id))
-                pipe.zrem(self._keys.registry, peer.id)
-                await pipe.execute()
-            if peer.name:
-                holder = await client.get(self._keys.name(peer.name))
-                if holder is not None and _s(holder) == peer.id:
-                    await client.delete(self._keys.name(peer.name))
-            peers_removed += 1
+        # The script re-checks each candidate and deletes it in one step: a send to
+        # it may land up to that moment, and then it stays with that mail.
+        for peer, _ in pairs:
+            if peer.last_seen < cutoff and int(
+                await self._run("collect", self._keys.peer(peer.id), peer.id, repr(cutoff))
+            ):
+                peers_removed += 1
 
         # The log (and so history) keeps only the retention window.
         cutoff_id = f"{int(cutoff * 1000)}-0"
@@ -1394,15 +1469,6 @@ class RedisTransport(Transport):
         await client.xtrim(self._keys.log, minid=cutoff_id)
         # Doorbells are pub/sub channels: nothing stays behind to collect.
         return GcReport(peers_removed=peers_removed, messages_removed=len(removed_messages))
-
-    async def _load_all_ids(self, ids: list[str]) -> list[Peer]:
-        if not ids:
-            return []
-        async with self._client().pipeline(transaction=False) as pipe:
-            for peer_id in ids:
-                pipe.hgetall(self._keys.peer(peer_id))
-            replies = await pipe.execute()
-        return [_peer_from_hash(raw) for raw in replies if raw]
 
 
 def _describe(client: Redis, settings: Settings) -> str:
