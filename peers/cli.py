@@ -27,7 +27,7 @@ from peers import constants as c
 from peers.config import Settings, load_settings, redact_url
 from peers.doctor import client_checks, failed, run_doctor
 from peers.entry import run_serve
-from peers.errors import AmbiguousTarget, ConfigError, InvalidInput, PeersError
+from peers.errors import AmbiguousTarget, ConfigError, InvalidInput, PeerNotFound, PeersError
 from peers.gitinfo import git_context
 from peers.install import CLIENTS, InstallScope, apply_install, plan_install, start_hint
 from peers.log import configure_logging
@@ -144,31 +144,30 @@ async def _service(settings: Settings) -> AsyncIterator[PeersService]:
         yield PeersService(transport, settings)
 
 
-async def _here(settings: Settings, sender_id: str) -> Peer:
+async def _here(service: PeersService, sender_id: str) -> Peer:
     """This terminal as a peer record (never stored): scopes are judged from it."""
     cwd = os.getcwd()
     git = await git_context(cwd, with_files=False)
     pid = os.getpid()
-    return Peer(
-        id=sender_id,
-        namespace=settings.namespace,
-        host=settings.host,
+    peer = service.new_peer(
+        cwd=cwd,
         pid=pid,
         pid_start=process_start_time(pid),
-        cwd=cwd,
         git_root=git.root,
         git_common_dir=git.common_dir,
         git_remote=git.remote,
         branch=git.branch,
         client="cli",
     )
+    # The sender's id, not a fresh one: broadcast must not count this terminal.
+    return peer.model_copy(update={"id": sender_id})
 
 
 async def _scoped_peers(service: PeersService, scope: str) -> tuple[Scope, list[Peer]]:
     scope_ = service.parse_scope(scope)
     me = None
     if scope_ in (Scope.DIRECTORY, Scope.REPO):
-        me = await _here(service.settings, CLI_ID_PREFIX + "here")
+        me = await _here(service, CLI_ID_PREFIX + "here")
     return scope_, await service.list_peers(scope_, me)
 
 
@@ -350,7 +349,7 @@ def broadcast(
         async with _service(settings) as service:
             scope_ = service.parse_scope(scope)
             cli = Sender.cli()
-            me = await _here(settings, cli.id) if scope_ in (Scope.DIRECTORY, Scope.REPO) else None
+            me = await _here(service, cli.id) if scope_ in (Scope.DIRECTORY, Scope.REPO) else None
             sender = Sender(cli.id, cli.name, cli.kind, me)
             result = await service.broadcast(sender, body, scope_)
         if json_out:
@@ -458,18 +457,43 @@ def parse_since(value: str, now: float | None = None) -> float:
     return moment.timestamp()
 
 
+# How many of the newest messages `log --peer` searches for a peer no longer registered.
+_LOG_LOOKUP_LIMIT = 10_000
+
+
 async def _log_peer_id(service: PeersService, target: str) -> str:
     """A peer id for the history filter: live or gone, by id, name or prefix."""
     target = target.strip()
     if target.startswith(CLI_ID_PREFIX):
         return target  # a command-line sender: only ever in the history
+    # An exact id is that peer's own history, not that of whoever took its name
+    # (which is where resolve would lead).
     record = await service.transport.get_peer(target)
     if record is not None:
         return record.id
-    holder = await service.transport.get_peer_by_name(target.lower())
-    if holder is not None:
-        return holder.id
-    return (await service.resolve(target)).id
+    try:
+        return (await service.resolve(target)).id
+    except PeerNotFound as exc:
+        not_found = exc
+    # Gone from the registry (an unnamed peer that left is forgotten at once, an old one
+    # at gc) but still in the history: find it there, by id, id prefix or sender name.
+    records = await service.transport.history(HistoryQuery(limit=_LOG_LOOKUP_LIMIT))
+    lowered = target.lower()
+    ids: set[str] = set()
+    for rec in records:
+        m = rec.message
+        for pid in (m.sender_id, m.recipient_id):
+            if pid == target:
+                return pid
+            if pid.startswith(target):
+                ids.add(pid)
+        if m.sender_name is not None and m.sender_name.lower() == lowered:
+            ids.add(m.sender_id)
+    if len(ids) == 1:
+        return ids.pop()
+    if ids:
+        raise AmbiguousTarget(target, sorted(ids))
+    raise not_found
 
 
 @app.command()
@@ -559,12 +583,17 @@ def kill(
     async def go() -> None:
         settings = _settings()
         async with _service(settings) as service:
-            target = await service.resolve(peer)
-            if not yes:
-                where = target.repo or target.cwd
+            if yes:
+                result = await service.kill_peer(peer)
+            else:
+                # Every check first, so that the question names the very process to signal.
+                plan = await service.kill_peer(peer, dry_run=True)
+                target = plan.peer
                 question = (
-                    f"End {target.label}'s {target.client} session in {where} "
-                    f"(MCP server pid {target.pid})?"
+                    f"End {target.label}'s {target.client} session in {target.repo or target.cwd}?\n"
+                    f"  agent process: pid {plan.pid}: {plan.command}\n"
+                    f"  (above its MCP server, pid {target.pid})\n"
+                    f"Send {plan.signal} to pid {plan.pid}?"
                 )
                 try:
                     confirmed = typer.confirm(question, default=False, err=True)
@@ -572,7 +601,7 @@ def kill(
                     confirmed = False
                 if not confirmed:
                     _fail("not confirmed; nothing was done")
-            result = await service.kill_peer(target.id)
+                result = await service.kill_peer(target.id, expect_pid=plan.pid)
         if json_out:
             out.json(
                 {

@@ -463,6 +463,12 @@ class InstallPlan:
     after: str
     # Things worth telling the user about the entry (settings carried over).
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The entry holds a secret (a URL with a password): the file is written 0600.
+    private: bool = False
+    # What peers wants in the entry before merging with the file: to plan again
+    # on a file that changed under it.
+    desired: dict[str, Any] = field(default_factory=dict)
+    carried: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def changed(self) -> bool:
@@ -507,6 +513,22 @@ def _indent_of(text: str | None) -> int | str:
     return 2
 
 
+def _holds_secret(entry: Mapping[str, Any]) -> bool:
+    """True if an environment value of the entry is a URL with a password."""
+    env = entry.get("env")
+    if not isinstance(env, Mapping):
+        return False
+    for value in env.values():
+        if isinstance(value, str) and "://" in value:
+            try:
+                parts = urlsplit(value)
+            except ValueError:
+                continue
+            if parts.password or "password=" in parts.query:
+                return True
+    return False
+
+
 def plan_install(
     client: str,
     scope: InstallScope,
@@ -527,11 +549,25 @@ def plan_install(
             "use --scope user, or unset PEERS_URL here and give the client the URL another way"
         )
     cmd, args = command or server_command()
-    before = _read_text(loc.path)
+    desired = desired_entry(client, name, cmd, args, environ)
+    carried = tuple(
+        f"{key} copied from this shell into the entry" for key in CARRIED_ENV if environ.get(key)
+    )
+    return _plan(loc, name, desired, _read_text(loc.path), carried)
+
+
+def _plan(
+    loc: ConfigLocation,
+    name: str,
+    desired: dict[str, Any],
+    before: str | None,
+    carried: tuple[str, ...],
+) -> InstallPlan:
+    """The plan for one file's content as read (``before``; None when there is no file)."""
     doc = _parse(loc, before)
     servers = _servers(loc, doc)
     existing = servers.get(name)
-    entry = _merge(client, existing, desired_entry(client, name, cmd, args, environ))
+    entry = _merge(loc.client, existing, desired)
     where = _tilde(loc.path)
 
     if existing == entry:
@@ -558,28 +594,71 @@ def plan_install(
                 "replace safely; peers left the file untouched: remove that entry by hand and "
                 "run this again"
             )
-    notes = tuple(
-        f"{key} copied from this shell into the entry" for key in CARRIED_ENV if environ.get(key)
-    )
-    return InstallPlan(loc, name, entry, before, after, notes)
+    private = _holds_secret(entry)
+    notes = carried
+    if private and after != (before or ""):
+        notes += (
+            f"the entry holds a password: {where} gets mode 0600 (readable by you only)",
+        )
+    return InstallPlan(loc, name, entry, before, after, notes, private, desired, carried)
+
+
+# How often apply_install plans again when the file keeps changing under it.
+_APPLY_ATTEMPTS = 5
 
 
 def apply_install(plan: InstallPlan) -> Path | None:
-    """Write the plan (atomically, after a backup); return the backup's path, if any."""
-    if not plan.changed:
-        return None
+    """Write the plan (atomically, after a backup); return the backup's path, if any.
+
+    The file is read again right before it is replaced: when someone changed it
+    since the plan was made (a running Claude Code rewrites ``~/.claude.json``),
+    the entry is planned again on the new content, so their change survives.
+    """
+    where = _tilde(plan.location.path)
+    for _ in range(_APPLY_ATTEMPTS):
+        current = _read_text(plan.location.path)
+        if current != plan.before:
+            plan = _plan(plan.location, plan.name, plan.desired, current, plan.carried)
+        if not plan.changed:
+            return None
+        try:
+            written, backup = _write(plan)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {where}: {exc.strerror or exc}") from None
+        if written:
+            return backup
+    raise ConfigError(
+        f"{where} kept changing while peers was writing it (a client rewriting it?); "
+        "peers left it as it was: run this again"
+    )
+
+
+def _write(plan: InstallPlan) -> tuple[bool, Path | None]:
+    """Replace the file with ``plan.after`` unless it no longer holds ``plan.before``.
+
+    Returns (written, backup path).
+    """
     target = plan.location.path
     if target.is_symlink():
         target = target.resolve()  # keep a dotfile manager's symlink intact
+    parent = target.parent
+    if not parent.is_dir():
+        user_dir = plan.location.scope == InstallScope.USER.value
+        os.makedirs(parent, mode=0o700 if user_dir else 0o755, exist_ok=True)
+    mode = 0o600 if plan.location.scope == InstallScope.USER.value else 0o644
+    if plan.before is not None and target.exists():
+        mode = target.stat().st_mode & 0o7777
+    if plan.private:
+        mode = 0o600  # PEERS_URL's password must not be readable by other users
     backup: Path | None = None
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        parent = target.parent
-        if not parent.is_dir():
-            user_dir = plan.location.scope == InstallScope.USER.value
-            os.makedirs(parent, mode=0o700 if user_dir else 0o755, exist_ok=True)
-        mode = 0o600 if plan.location.scope == InstallScope.USER.value else 0o644
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(plan.after)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         if plan.before is not None and target.exists():
-            mode = target.stat().st_mode & 0o7777
             stamp = time.strftime("%Y%m%d-%H%M%S")
             backup = target.with_name(f"{target.name}.peers-backup-{stamp}")
             n = 1
@@ -587,23 +666,20 @@ def apply_install(plan: InstallPlan) -> Path | None:
                 n += 1
                 backup = target.with_name(f"{target.name}.peers-backup-{stamp}-{n}")
             shutil.copy2(target, backup)
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(plan.after)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write {_tilde(plan.location.path)}: {exc.strerror or exc}"
-        ) from None
-    return backup
+            if plan.private:
+                os.chmod(backup, 0o600)
+        # Last look before the swap: a change since the plan means planning again.
+        if _read_text(plan.location.path) != plan.before:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+            os.unlink(tmp)
+            return False, None
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return True, backup
 
 
 def start_hint(plan: InstallPlan) -> list[str]:

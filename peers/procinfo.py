@@ -1,21 +1,106 @@
-"""Facts about processes: start times (to defeat pid reuse), liveness, ancestry."""
+"""Facts about processes: start times (to defeat pid reuse), liveness, ancestry, roles.
+
+Linux reads /proc; other Unix systems ask ``ps`` (best effort: a start time with
+one-second resolution, a command line split on spaces). Nothing here decides
+whether a process may be signalled: :meth:`peers.service.PeersService.kill_peer`
+holds that rule and asks these functions what a process is.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "LAUNCHERS",
+    "LaunchChain",
     "ProcessInfo",
     "ancestors",
+    "find_agent_process",
+    "launch_chain",
     "process_alive",
     "process_info",
     "process_start_time",
 ]
 
 _PROC = Path("/proc")
+
+# Programs that merely start the MCP server on an agent's behalf. They are passed
+# over on the way up only when their command line leads to peers.
+LAUNCHERS = frozenset(
+    {
+        "uv",
+        "uvx",
+        "env",
+        "nohup",
+        "timeout",
+        "setsid",
+        "stdbuf",
+        "nice",
+        "npx",
+        "npm",
+        "pnpm",
+        "bunx",
+        "pipx",
+        "poetry",
+        "pdm",
+        "hatch",
+    }
+)
+_SHELLS = frozenset(
+    {"sh", "bash", "zsh", "dash", "ksh", "mksh", "ash", "fish", "tcsh", "csh", "busybox", "nu"}
+)
+_INTERPRETERS = re.compile(r"(python|pypy)[0-9.]*|node|nodejs|bun|deno")
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Processes that start or host sessions but are never the agent itself.
+_ROLES: tuple[tuple[str, frozenset[str]], ...] = (
+    (
+        "an init system or service manager",
+        _names(
+            "init systemd launchd runit runsv runsvdir s6-svscan s6-supervise supervisord tini "
+            "dumb-init catatonit upstart containerd-shim containerd-shim-runc-v2 conmon"
+        ),
+    ),
+    ("an SSH server", _names("sshd sshd-session dropbear mosh-server")),
+    (
+        "a login or user-switching program",
+        _names("login su sudo doas runuser pkexec getty agetty"),
+    ),
+    ("a terminal multiplexer", _names("tmux screen zellij byobu abduco dtach")),
+    (
+        "a terminal emulator",
+        _names(
+            "xterm uxterm gnome-terminal gnome-terminal-server konsole kitty alacritty wezterm "
+            "wezterm-gui wezterm-mux-server foot footclient terminator tilix xfce4-terminal "
+            "mate-terminal lxterminal qterminal terminology urxvt urxvtd rxvt st sakura guake "
+            "yakuake tilda ghostty hyper warp warp-terminal rio contour kgx ptyxis ptyxis-agent "
+            "terminal iterm2 tabby conhost windowsterminal"
+        ),
+    ),
+)
+# `peers`, `peers.exe`, or the module run by `python -m peers[.cli|.entry]`.
+_PEERS_WORD = re.compile(r"peers(\.exe|\.cli|\.entry|\.__main__)?")
+_SHELL_COMMAND_FLAG = re.compile(r"-[A-Za-z]*c[A-Za-z]*|--command")
+# A process title rewritten as "name: detail" (sshd, tmux, postgres...).
+_TITLE = re.compile(r"-?([\w.+-]+):(\s|$)")
+
+
+def _words(argv: tuple[str, ...]) -> list[str]:
+    """Every word of a command line, shell command strings (`sh -c "..."`) included."""
+    return [w.strip("\"'`;&|()") for arg in argv for w in arg.split()]
+
+
+def _is_peers_word(word: str) -> bool:
+    return bool(_PEERS_WORD.fullmatch(os.path.basename(word)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,29 +110,162 @@ class ProcessInfo:
     uid: int | None
     start: float | None
     argv: tuple[str, ...]
+    # The kernel's short name (Linux /proc comm): survives a rewritten argv.
+    comm: str = ""
 
     @property
     def exe_name(self) -> str:
         return os.path.basename(self.argv[0]) if self.argv else ""
 
+    @property
+    def command_line(self) -> str:
+        """The command line on one printable line (safe to show in a prompt or an error)."""
+        if not self.argv:
+            return f"[{self.comm}]"
+        text = "".join(ch if ch.isprintable() else " " for ch in " ".join(self.argv))
+        return " ".join(text.split())
 
-def _stat_fields(pid: int) -> list[str] | None:
+    @property
+    def program(self) -> str:
+        """What runs, lower-cased: the script or module for an interpreter, else argv[0]'s name."""
+        if not self.argv:
+            return self.comm.lower()
+        head = self.argv[0]
+        title = _TITLE.match(head)
+        if title:
+            head = title.group(1)  # "sshd: user@pts/0", "tmux: server"
+        elif len(self.argv) == 1 and " " in head:
+            head = head.split()[0]  # a process title holding its arguments
+        name = os.path.basename(head).lstrip("-").lower()
+        if not _INTERPRETERS.fullmatch(name):
+            return name
+        args = iter(self.argv[1:])
+        for arg in args:
+            if arg == "-m":
+                return next(args, name).split(".")[0].lower()
+            if arg == "-c":
+                return name
+            if arg in ("-W", "-X", "-r", "--require"):
+                next(args, None)  # an option with a value
+            elif not arg.startswith("-"):
+                return re.sub(r"\.(py|js|mjs|cjs|ts)$", "", os.path.basename(arg).lower())
+        return name
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The program name and the kernel's short name (either may be the telling one)."""
+        return frozenset(n for n in (self.program, self.comm.lower()) if n)
+
+    @property
+    def mentions_peers(self) -> bool:
+        """True if a word of the command line is peers (`peers serve`, `-m peers`, a path)."""
+        return any(_is_peers_word(w) for w in _words(self.argv))
+
+    @property
+    def is_peers_server(self) -> bool:
+        """True for a peers MCP server: `.../peers serve`, `python -m peers serve`, `uv run peers serve`."""
+        words = _words(self.argv)
+        for i, word in enumerate(words):
+            if _is_peers_word(word):
+                return "serve" in words[i + 1 :]
+        return False
+
+    @property
+    def is_shell(self) -> bool:
+        return bool(self.names & _SHELLS)
+
+    @property
+    def runs_shell_command(self) -> bool:
+        """A shell given a command string (`sh -c "..."`), not an interactive one."""
+        return self.is_shell and any(_SHELL_COMMAND_FLAG.fullmatch(a) for a in self.argv[1:])
+
+    @property
+    def is_launcher(self) -> bool:
+        """A program that starts another (uv, env, timeout, npx, `sh -c`), whatever it starts."""
+        return bool(self.names & LAUNCHERS) or self.runs_shell_command
+
+    @property
+    def role(self) -> str | None:
+        """What this process is when it is clearly no agent session, else None."""
+        for role, names in _ROLES:
+            if self.names & names:
+                return role
+        if self.is_shell:
+            if self.runs_shell_command:
+                return "a shell running a command"
+            if all(a.startswith("-") for a in self.argv[1:]):
+                return "an interactive shell"
+            return "a shell script"
+        if self.is_launcher:
+            return "a launcher"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchChain:
+    """A process, the launchers above it that lead to it, and the first ancestor that is none."""
+
+    process: ProcessInfo
+    launchers: tuple[ProcessInfo, ...]
+    # None when the chain ends first (the server was orphaned, or pid 1 is next).
+    candidate: ProcessInfo | None
+
+
+def _stat(pid: int) -> tuple[str, list[str]] | None:
+    """The command name and the fields after it from /proc/PID/stat."""
     try:
         raw = (_PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after it.
-    return raw[raw.rfind(")") + 2 :].split()
+    close = raw.rfind(")")
+    return raw[raw.find("(") + 1 : close], raw[close + 2 :].split()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    stat = _stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _ps(pid: int, fields: str) -> str:
+    """One line of ``ps -o FIELDS -p PID`` in the C locale ('' if there is none)."""
+    import subprocess  # off Linux only: keep it off the serve path's imports
+
+    try:
+        return subprocess.run(
+            ["ps", "-o", fields, "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+            env={**os.environ, "LC_ALL": "C"},
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _parse_lstart(text: str) -> float | None:
+    """``ps -o lstart`` ("Sat Nov 21 01:09:24 2026", local time) as a Unix timestamp."""
+    try:
+        return time.mktime(time.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y"))
+    except (ValueError, OverflowError):
+        return None
 
 
 def process_start_time(pid: int) -> float | None:
-    """Start time of a process in clock ticks since boot (Linux), or None if unknown."""
+    """When a process started, or None if unknown.
+
+    Linux: clock ticks since boot (/proc). Elsewhere: a Unix timestamp to the
+    second from ``ps -o lstart`` (best effort). Values compare only on one host.
+    """
     if sys.platform.startswith("linux"):
         fields = _stat_fields(pid)
         if fields is None or len(fields) < 20:
             return None
         return float(fields[19])  # starttime is field 22 overall
-    return None
+    if pid <= 0:
+        return None
+    return _parse_lstart(_ps(pid, "lstart="))
 
 
 def process_alive(pid: int, start: float | None) -> bool:
@@ -72,39 +290,47 @@ def process_alive(pid: int, start: float | None) -> bool:
     return current == start
 
 
+def _real_uid(pid: int) -> int | None:
+    try:
+        for line in (_PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def process_info(pid: int) -> ProcessInfo | None:
-    """Parent, owner, start time and command line of a process (Linux /proc, else ps)."""
+    """Parent, owner (real uid), start time and command line of a process (Linux /proc, else ps)."""
     if sys.platform.startswith("linux"):
-        fields = _stat_fields(pid)
-        if fields is None:
+        stat = _stat(pid)
+        if stat is None:
             return None
+        comm, fields = stat
         try:
             argv_raw = (_PROC / str(pid) / "cmdline").read_bytes()
-            uid = (_PROC / str(pid)).stat().st_uid
+            uid = _real_uid(pid)
+            if uid is None:
+                uid = (_PROC / str(pid)).stat().st_uid
         except OSError:
             return None
         argv = tuple(a.decode(errors="replace") for a in argv_raw.split(b"\0") if a)
-        return ProcessInfo(pid, int(fields[1]), uid, float(fields[19]), argv)
+        return ProcessInfo(pid, int(fields[1]), uid, float(fields[19]), argv, comm)
     return _ps_info(pid)
 
 
 def _ps_info(pid: int) -> ProcessInfo | None:
-    import subprocess
-
+    out = _ps(pid, "ppid=,uid=,lstart=,command=")
+    parts = out.split(None, 7)
+    if len(parts) < 7:
+        return None
     try:
-        out = subprocess.run(
-            ["ps", "-o", "ppid=,uid=,command=", "-p", str(pid)],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+        ppid, uid = int(parts[0]), int(parts[1])
+    except ValueError:
         return None
-    if not out:
-        return None
-    ppid, uid, *cmd = out.split(None, 2)
-    return ProcessInfo(pid, int(ppid), int(uid), None, tuple(" ".join(cmd).split()))
+    start = _parse_lstart(" ".join(parts[2:7]))
+    argv = tuple(parts[7].split()) if len(parts) > 7 else ()
+    return ProcessInfo(pid, ppid, uid, start, argv)
 
 
 def ancestors(pid: int, limit: int = 32) -> list[ProcessInfo]:
@@ -120,43 +346,25 @@ def ancestors(pid: int, limit: int = 32) -> list[ProcessInfo]:
     return chain
 
 
-# Processes that merely start the MCP server on an agent's behalf.
-LAUNCHERS = frozenset(
-    {
-        "uv",
-        "uvx",
-        "env",
-        "sh",
-        "bash",
-        "zsh",
-        "dash",
-        "fish",
-        "nohup",
-        "timeout",
-        "npx",
-        "npm",
-        "pipx",
-        "sudo",
-        "setsid",
-        "python",
-        "python3",
-        "peers",
-    }
-)
+def launch_chain(pid: int) -> LaunchChain | None:
+    """Walk up from a process past the launchers whose command lines lead to peers.
 
-
-def _launcher_name(info: ProcessInfo) -> str:
-    name = info.exe_name
-    # "python3.11", "python3.12": versioned interpreters are launchers too.
-    if name.startswith("python"):
-        return "python"
-    return name
+    The first ancestor that is not such a launcher is the candidate: for an MCP
+    server started by an agent client, the agent. What it really is (a shell,
+    tmux, sshd...) is for the caller to judge from :attr:`ProcessInfo.role`.
+    """
+    chain = ancestors(pid)
+    if not chain:
+        return None
+    launchers: list[ProcessInfo] = []
+    for info in chain[1:]:
+        if not (info.is_launcher and info.mentions_peers):
+            return LaunchChain(chain[0], tuple(launchers), info)
+        launchers.append(info)
+    return LaunchChain(chain[0], tuple(launchers), None)
 
 
 def find_agent_process(server_pid: int) -> ProcessInfo | None:
-    """The agent session that launched an MCP server: the first ancestor that is not a launcher."""
-    chain = ancestors(server_pid)
-    for info in chain[1:]:
-        if _launcher_name(info) not in LAUNCHERS:
-            return info
-    return None
+    """The candidate agent above an MCP server (see :func:`launch_chain`), or None."""
+    found = launch_chain(server_pid)
+    return None if found is None else found.candidate

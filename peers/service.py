@@ -450,9 +450,26 @@ class PeersService:
     # -- kill ----------------------------------------------------------------
 
     async def kill_peer(
-        self, target: object, requester: Peer | None = None, sig: signal.Signals = signal.SIGTERM
+        self,
+        target: object,
+        requester: Peer | None = None,
+        sig: signal.Signals = signal.SIGTERM,
+        *,
+        dry_run: bool = False,
+        expect_pid: int | None = None,
     ) -> KillResult:
-        """End the agent session behind a peer on this host owned by this user."""
+        """End the agent session behind a peer on this host owned by this user.
+
+        The process signalled is the agent above the peer's MCP server, past the
+        launchers whose command lines lead to peers (uv, env, ``sh -c``...). When
+        that process is clearly no agent (a shell, tmux, sshd, a terminal, init) or
+        not the client the peer registered as, nothing is signalled: a wrong guess
+        would end someone's terminal. ``dry_run`` checks everything and names the
+        process without signalling it; ``expect_pid`` refuses if the agent is no
+        longer the process named earlier (a confirmation prompt came in between).
+        """
+        from peers.procinfo import ancestors  # only kill needs this process's own ancestry
+
         peer = await self.resolve(target)
         if requester is not None and peer.id == requester.id:
             raise NotPermitted("refusing to end your own session")
@@ -461,24 +478,70 @@ class PeersService:
                 f"{peer.label} runs on host '{peer.host}', not this host ('{self.settings.host}'); "
                 "a session can only be ended from its own host"
             )
-        if not peer.online or not process_alive(peer.pid, peer.pid_start):
+        if not self.is_live(peer):
             raise PeerNotFound(
-                f"{peer.label} is not running (its MCP server pid {peer.pid} is gone)"
+                f"{peer.label} is not running: it left, went unseen for over "
+                f"{self.settings.peer_ttl:g} s, or its MCP server (pid {peer.pid}) is gone"
             )
         server = process_info(peer.pid)
-        if server is None or (server.uid is not None and server.uid != os.getuid()):
+        if server is None:
+            raise PeerNotFound(f"{peer.label} is not running (its MCP server pid {peer.pid} is gone)")
+        if peer.pid_start is None or server.start is None:
+            raise NotPermitted(
+                f"cannot tell whether pid {peer.pid} is still {peer.label}'s MCP server "
+                "(no process start time known); end that session from its own terminal"
+            )
+        if server.start != peer.pid_start or not process_alive(peer.pid, peer.pid_start):
+            raise PeerNotFound(
+                f"{peer.label} is not running: its MCP server pid {peer.pid} now belongs to "
+                "another process"
+            )
+        if server.uid is not None and server.uid != os.getuid():
             raise NotPermitted(f"{peer.label} (pid {peer.pid}) belongs to another user")
+        if not server.is_peers_server:
+            raise NotPermitted(
+                f"pid {peer.pid} is not a peers MCP server (it runs `{server.command_line[:120]}`); "
+                f"nothing was signalled for {peer.label}"
+            )
         agent = find_agent_process(peer.pid)
         if agent is None or agent.pid <= 1:
             raise NotPermitted(
                 f"could not find the agent process above {peer.label}'s MCP server (pid {peer.pid})"
             )
+        what = f"pid {agent.pid}: `{agent.command_line[:120]}`"
+        if agent.role is not None:
+            raise NotPermitted(
+                f"refusing to end {peer.label}: what started its MCP server is {agent.role} "
+                f"({what}), not an agent session; nothing was signalled"
+            )
         if agent.uid is not None and agent.uid != os.getuid():
-            raise NotPermitted(f"the agent process {agent.pid} belongs to another user")
+            raise NotPermitted(f"the agent process of {peer.label} ({what}) belongs to another user")
+        if any(p.pid == agent.pid for p in ancestors(os.getpid())):
+            raise NotPermitted(
+                f"refusing to end {peer.label}: its agent ({what}) is also running this command"
+            )
+        # The client kind a peer registered with must show in its agent's command line.
+        marker = {"claude-code": "claude", "codex": "codex", "cursor": "cursor", "gemini": "gemini"}
+        wanted = marker.get(peer.client)
+        if wanted is not None and not any(
+            wanted in text.lower() for text in (agent.command_line, agent.comm)
+        ):
+            raise NotPermitted(
+                f"refusing to end {peer.label}: it registered as a {peer.client} session, but "
+                f"what started its MCP server does not look like {wanted} ({what})"
+            )
+        if expect_pid is not None and agent.pid != expect_pid:
+            raise NotPermitted(
+                f"the agent of {peer.label} is now pid {agent.pid}, not the pid {expect_pid} "
+                "that was confirmed; nothing was signalled"
+            )
+        result = KillResult(peer, agent.pid, agent.command_line[:200], sig.name)
+        if dry_run:
+            return result
         try:
             os.kill(agent.pid, sig)
         except ProcessLookupError:
             raise PeerNotFound(f"the agent process {agent.pid} already exited") from None
         except PermissionError:
             raise NotPermitted(f"not allowed to signal process {agent.pid}") from None
-        return KillResult(peer, agent.pid, " ".join(agent.argv)[:200], sig.name)
+        return result

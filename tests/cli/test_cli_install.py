@@ -323,3 +323,76 @@ def test_install_codex_respects_codex_home(cli: Cli, tmp_path: Path) -> None:
     result = cli("install", "codex", CODEX_HOME=str(codex_home))
     assert result.exit_code == 0, result.output
     assert "peers" in tomllib.loads((codex_home / "config.toml").read_text())["mcp_servers"]
+
+
+# -- secrets and concurrent writers ------------------------------------------------------------
+
+SECRET_URL = "redis://u:secret@db.example:6379/0"
+
+
+@pytest.mark.parametrize(("client", "mode"), [("claude", 0o644), ("cursor", 0o640)])
+def test_install_with_a_password_makes_an_existing_file_owner_only(
+    cli: Cli, client: str, mode: int
+) -> None:
+    path = cli.home / JSON_CLIENTS[client][0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('{"theme": "dark"}\n')
+    path.chmod(mode)
+    result = cli("install", client, PEERS_URL=SECRET_URL)
+    assert result.exit_code == 0, result.output
+    assert read_json(path)["mcpServers"]["peers"]["env"]["PEERS_URL"] == SECRET_URL
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "mode 0600" in result.stdout
+    [backup] = backups(path)
+    assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+    assert "secret" not in result.stdout
+
+
+def test_install_without_a_password_keeps_the_mode(cli: Cli) -> None:
+    path = cli.home / ".claude.json"
+    path.write_text("{}\n")
+    path.chmod(0o644)
+    result = cli("install", "claude", PEERS_URL="redis://db.example:6379/0")
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert "0600" not in result.stdout
+
+
+def test_install_keeps_a_change_made_to_the_file_after_planning(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peers.install import InstallScope, apply_install, plan_install
+
+    monkeypatch.setenv("HOME", str(cli.home))
+    path = cli.home / ".claude.json"
+    path.write_text(json.dumps({"numStartups": 4, "projects": {}}, indent=2))
+    plan = plan_install(
+        "claude", InstallScope.USER, cwd=cli.cwd, environ={}, command=("/opt/peers", ["serve"])
+    )
+    # A running Claude Code rewrites its file between our read and our write.
+    path.write_text(json.dumps({"numStartups": 5, "projects": {"/x": {"allowedTools": []}}}))
+    backup = apply_install(plan)
+    doc = read_json(path)
+    assert doc["numStartups"] == 5
+    assert doc["projects"] == {"/x": {"allowedTools": []}}
+    assert doc["mcpServers"]["peers"]["command"] == "/opt/peers"
+    # The backup is of the file that was replaced, their version.
+    assert backup is not None and read_json(backup)["numStartups"] == 5
+
+
+def test_install_does_nothing_when_the_entry_appeared_meanwhile(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peers.install import InstallScope, apply_install, plan_install
+
+    monkeypatch.setenv("HOME", str(cli.home))
+    path = cli.home / ".cursor" / "mcp.json"
+    kwargs: dict[str, Any] = {"cwd": cli.cwd, "environ": {}, "command": ("/opt/peers", ["serve"])}
+    plan = plan_install("cursor", InstallScope.USER, **kwargs)
+    assert plan.before is None and plan.changed
+    path.parent.mkdir()
+    path.write_text(json.dumps({"mcpServers": {"peers": plan.entry}}))
+    text = path.read_text()
+    assert apply_install(plan) is None
+    assert path.read_text() == text
+    assert backups(path) == []
