@@ -29,7 +29,14 @@ from peers.doctor import client_checks, failed, run_doctor
 from peers.entry import run_serve
 from peers.errors import AmbiguousTarget, ConfigError, InvalidInput, PeerNotFound, PeersError
 from peers.gitinfo import git_context
-from peers.install import CLIENTS, InstallScope, apply_install, plan_install, start_hint
+from peers.install import (
+    CLIENTS,
+    InstallScope,
+    apply_install,
+    plan_install,
+    start_hint,
+    tighten_permissions,
+)
 from peers.log import configure_logging
 from peers.models import Check, CheckStatus, EventKind, HistoryQuery, Peer, Scope
 from peers.procinfo import process_start_time
@@ -684,6 +691,8 @@ def install(
         where = str(plan.location.path)
         if not plan.changed:
             out.line(f"{where} already has the '{plan.name}' entry; nothing to change.")
+            if not dry_run and tighten_permissions(plan):
+                out.line(f"Made {where} private (0600): its entry holds a password.")
         elif dry_run:
             verb = "create" if plan.before is None else "change"
             out.line(f"Would {verb} {where} (dry run, nothing written):")

@@ -633,6 +633,20 @@ def apply_install(plan: InstallPlan) -> Path | None:
     )
 
 
+def tighten_permissions(plan: InstallPlan) -> bool:
+    """Make an existing file that holds a password private (0600); True if it was not."""
+    target = plan.location.path.resolve()
+    if not plan.private or not target.exists():
+        return False
+    if target.stat().st_mode & 0o077 == 0:
+        return False
+    try:
+        os.chmod(target, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"cannot make {_tilde(target)} private: {exc.strerror or exc}") from None
+    return True
+
+
 def _write(plan: InstallPlan) -> tuple[bool, Path | None]:
     """Replace the file with ``plan.after`` unless it no longer holds ``plan.before``.
 

@@ -348,6 +348,16 @@ def test_install_with_a_password_makes_an_existing_file_owner_only(
     assert "secret" not in result.stdout
 
 
+def test_reinstalling_a_password_entry_makes_an_open_file_private(cli: Cli) -> None:
+    path = cli.home / ".claude.json"
+    assert cli("install", "claude", PEERS_URL=SECRET_URL).exit_code == 0
+    path.chmod(0o644)  # loosened later, e.g. by an editor or a dotfile manager
+    result = cli("install", "claude", PEERS_URL=SECRET_URL)
+    assert result.exit_code == 0, result.output
+    assert "nothing to change" in result.stdout and "private (0600)" in result.stdout
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
 def test_install_without_a_password_keeps_the_mode(cli: Cli) -> None:
     path = cli.home / ".claude.json"
     path.write_text("{}\n")
