@@ -8,6 +8,7 @@ server that forgets everything on restart) start one with :func:`spawn_redis`.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
@@ -18,7 +19,10 @@ from typing import Any
 
 import pytest
 
+from peers import procinfo
 from peers.config import Settings, load_settings
+from peers.ids import new_message_id, new_peer_id
+from peers.models import Message, Peer
 from peers.transports import create_transport
 from peers.transports.base import Transport
 
@@ -145,3 +149,27 @@ class Opener:
     async def aclose(self) -> None:
         for transport in reversed(self.opened):
             await transport.close()
+
+
+def make_peer(namespace: str, **fields: Any) -> Peer:
+    pid = os.getpid()
+    base: dict[str, Any] = {
+        "id": new_peer_id(),
+        "namespace": namespace,
+        "host": HOST,
+        "pid": pid,
+        "pid_start": procinfo.process_start_time(pid),
+        "cwd": "/work",
+    }
+    return Peer(**{**base, **fields})
+
+
+def make_message(namespace: str, sender: Peer, recipient: Peer, body: str) -> Message:
+    return Message(
+        id=new_message_id(),
+        namespace=namespace,
+        sender_id=sender.id,
+        sender_name=sender.name,
+        recipient_id=recipient.id,
+        body=body,
+    )

@@ -3,50 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
-from redis_helpers import HOST, Opener, PrivateRedis, free_port
+from redis_helpers import HOST, Opener, PrivateRedis, free_port, make_message, make_peer
 
-from peers import procinfo
 from peers.config import load_settings
 from peers.errors import BackendUnavailable, PeerNotFound
-from peers.ids import new_message_id, new_peer_id
 from peers.keys import RedisKeys
-from peers.models import DeliveryState, EventKind, HistoryQuery, Message, Peer
+from peers.models import DeliveryState, EventKind, HistoryQuery
 from peers.transports import create_transport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
 
 T = TypeVar("T")
-
-
-def make_peer(namespace: str, **fields: Any) -> Peer:
-    pid = os.getpid()
-    base: dict[str, Any] = {
-        "id": new_peer_id(),
-        "namespace": namespace,
-        "host": HOST,
-        "pid": pid,
-        "pid_start": procinfo.process_start_time(pid),
-        "cwd": "/work",
-    }
-    return Peer(**{**base, **fields})
-
-
-def make_message(namespace: str, sender: Peer, recipient: Peer, body: str) -> Message:
-    return Message(
-        id=new_message_id(),
-        namespace=namespace,
-        sender_id=sender.id,
-        sender_name=sender.name,
-        recipient_id=recipient.id,
-        body=body,
-    )
 
 
 async def retrying(call: Callable[[], Awaitable[T]], deadline: float = 60.0) -> T:

@@ -9,17 +9,15 @@ expire, mailbox streams never do.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis_helpers import HOST, Opener
+from redis_helpers import HOST, Opener, make_peer
 
-from peers import procinfo
-from peers.ids import new_message_id, new_peer_id
+from peers.ids import new_message_id
 from peers.keys import RedisKeys
 from peers.models import HistoryQuery, Message, Peer, PeerUpdate
 
@@ -27,19 +25,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
 
 # A database number no other test uses: SCAN there sees only this test's keys.
 KEYS_DB = 7
-
-
-def make_peer(namespace: str, **fields: Any) -> Peer:
-    pid = os.getpid()
-    base: dict[str, Any] = {
-        "id": new_peer_id(),
-        "namespace": namespace,
-        "host": HOST,
-        "pid": pid,
-        "pid_start": procinfo.process_start_time(pid),
-        "cwd": "/work",
-    }
-    return Peer(**{**base, **fields})
 
 
 @pytest.fixture

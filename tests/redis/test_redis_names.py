@@ -3,37 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from redis_helpers import HOST, Opener
+from redis_helpers import HOST, Opener, make_peer
 
 from peers import procinfo
 from peers.errors import NameTaken
-from peers.ids import new_message_id, new_peer_id
-from peers.models import Message, Peer, PeerUpdate
+from peers.ids import new_message_id
+from peers.models import Message, PeerUpdate
 from peers.transports.base import Transport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
 
 CLAIMANTS = 20
-
-
-def make_peer(namespace: str, **fields: Any) -> Peer:
-    pid = os.getpid()
-    base: dict[str, Any] = {
-        "id": new_peer_id(),
-        "namespace": namespace,
-        "host": HOST,
-        "pid": pid,
-        "pid_start": procinfo.process_start_time(pid),
-        "cwd": "/work",
-    }
-    return Peer(**{**base, **fields})
 
 
 def dead_pid() -> tuple[int, float | None]:

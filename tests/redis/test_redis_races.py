@@ -11,19 +11,17 @@ SUMMARY and RENAME events itself, JSON included: those are checked here too.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
-from redis_helpers import HOST
+from redis_helpers import HOST, make_peer
 
-from peers import procinfo
 from peers.config import load_settings
 from peers.errors import PeerNotFound
-from peers.ids import new_message_id, new_peer_id
+from peers.ids import new_message_id
 from peers.keys import RedisKeys
 from peers.models import EventKind, Message, Peer, PeerUpdate, ReceiveMode
 from peers.transports.redis import RedisTransport
@@ -32,19 +30,6 @@ pytestmark = pytest.mark.anyio
 
 # Commands that change a key; a hook runs before the first one that names the key.
 _WRITES = frozenset({"HSET", "DEL", "UNLINK", "ZREM", "EVAL", "EVALSHA"})
-
-
-def make_peer(namespace: str, **fields: Any) -> Peer:
-    pid = os.getpid()
-    base: dict[str, Any] = {
-        "id": new_peer_id(),
-        "namespace": namespace,
-        "host": HOST,
-        "pid": pid,
-        "pid_start": procinfo.process_start_time(pid),
-        "cwd": "/work",
-    }
-    return Peer(**{**base, **fields})
 
 
 def make_message(namespace: str, sender: Peer, recipient: Peer, body: str) -> Message:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -11,30 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_helpers import HOST, Opener, PrivateRedis, free_port
+from redis_helpers import HOST, Opener, PrivateRedis, free_port, make_peer
 
-from peers import procinfo
 from peers.config import load_settings
 from peers.errors import BackendUnavailable, ConfigError
-from peers.ids import new_message_id, new_peer_id
-from peers.models import Message, Peer
+from peers.ids import new_message_id
+from peers.models import Message
 from peers.transports.base import Transport
 from peers.transports.redis import RedisTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
-
-
-def make_peer(namespace: str, **fields: Any) -> Peer:
-    pid = os.getpid()
-    base: dict[str, Any] = {
-        "id": new_peer_id(),
-        "namespace": namespace,
-        "host": HOST,
-        "pid": pid,
-        "pid_start": procinfo.process_start_time(pid),
-        "cwd": "/work",
-    }
-    return Peer(**{**base, **fields})
 
 
 async def round_trip(a: Transport, b: Transport, namespace: str) -> None:
