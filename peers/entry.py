@@ -19,18 +19,19 @@ def run_serve() -> None:
     from peers.config import load_settings
     from peers.errors import PeersError
     from peers.log import configure_logging
-    from peers.transports import create_transport
+    from peers.transports import check_scheme
 
     try:
         settings = load_settings()
-        transport = create_transport(settings)
+        # The backend module itself is imported after initialize is answered.
+        check_scheme(settings.url)
     except PeersError as exc:
         print(f"peers serve: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     from peers.server import serve
 
-    serve(settings, transport)
+    serve(settings)
 
 
 def main() -> None:

@@ -31,12 +31,12 @@ from peers import __version__
 from peers import constants as c
 from peers.clients import client_kind, session_loads_channel
 from peers.config import PushMode, Settings
-from peers.errors import PeersError
+from peers.errors import BackendError, PeersError
 from peers.log import get_logger
 from peers.models import Message, Peer, ReceiveMode
 from peers.service import PeersService, Sender
 from peers.session import Session
-from peers.transports.base import Transport
+from peers.transports import create_transport
 from peers.views import iso, message_json, peer_json
 
 __all__ = ["INSTRUCTIONS", "TOOLS", "channel_meta", "run_server"]
@@ -236,10 +236,12 @@ def _result(text: str, structured: dict[str, Any], error: bool = False) -> types
 class PeersServer:
     """The MCP tool handlers of one session."""
 
-    def __init__(self, settings: Settings, session: Session) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.session = session
-        self.service = session.service
+        # The session (and its backend) arrives once initialize has been answered.
+        self._session: Session | None = None
+        self.attached = anyio.Event()
+        self.startup_error: str | None = None
         self._handlers: dict[
             str, Callable[[dict[str, Any]], Awaitable[tuple[str, dict[str, Any]]]]
         ] = {
@@ -252,6 +254,20 @@ class PeersServer:
             "set_name": self._set_name,
             "kill_peer": self._kill_peer,
         }
+
+    def attach(self, session: Session) -> None:
+        self._session = session
+        self.attached.set()
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise BackendError(self.startup_error or "peers is still starting")
+        return self._session
+
+    @property
+    def service(self) -> PeersService:
+        return self.session.service
 
     async def list_tools(
         self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
@@ -270,6 +286,9 @@ class PeersServer:
             )
         try:
             args = _check_args(params.name, params.arguments or {})
+            if self._session is None and self.startup_error is None:
+                with anyio.move_on_after(15):
+                    await self.attached.wait()
             if not self.session.registered.is_set():
                 # Wait out a normal start; answer at once when the backend is known down.
                 with anyio.move_on_after(0.5 if self.session.backend_error else 15):
@@ -292,7 +311,7 @@ class PeersServer:
         return _result(text, structured)
 
     def _polls(self) -> bool:
-        peer = self.session.peer
+        peer = self._session.peer if self._session is not None else None
         return peer is not None and peer.receive_mode is ReceiveMode.POLL
 
     async def _attach_mail(
@@ -466,11 +485,9 @@ class DeliveryFailed(PeersError):
     """A push could not be written (the client's pipe is closed); the message stays pending."""
 
 
-async def run_server(settings: Settings, transport: Transport) -> None:
+async def run_server(settings: Settings) -> None:
     """Serve MCP on stdio until stdin closes, a signal arrives or the parent dies."""
-    service = PeersService(transport, settings)
-    session = Session(service, settings)
-    handlers = PeersServer(settings, session)
+    handlers = PeersServer(settings)
 
     server: Server[Any] = Server(
         c.SERVER_NAME,
@@ -495,7 +512,7 @@ async def run_server(settings: Settings, transport: Transport) -> None:
                 raise DeliveryFailed(f"could not write message {message.id}; it stays pending")
             log.debug("pushed", message_id=message.id)
 
-        await session.push_loop(deliver)
+        await handlers.session.push_loop(deliver)
 
     async def start(conn: Connection, writer: _TrackedWriter, tg: anyio.abc.TaskGroup) -> None:
         # The client's name and capabilities arrive with initialize.
@@ -505,6 +522,15 @@ async def run_server(settings: Settings, transport: Transport) -> None:
             raise RuntimeError("initialized without initialize")
         kind = settings.client or client_kind(params.client_info.name)
         mode = _receive_mode(settings, params.capabilities)
+        try:
+            transport = create_transport(settings)
+        except PeersError as exc:
+            # Claude Code does not restart a server that exits: stay, and say why.
+            handlers.startup_error = f"peers cannot start: {exc}"
+            log.error("cannot create the transport", error=str(exc))
+            return
+        session = Session(PeersService(transport, settings), settings)
+        handlers.attach(session)
         await session.build_context(kind, mode)
         tg.start_soon(session.keep_alive)
         tg.start_soon(session.refresh_files)
@@ -512,10 +538,13 @@ async def run_server(settings: Settings, transport: Transport) -> None:
             tg.start_soon(push, conn, writer)
 
     async def shutdown() -> None:
+        session = handlers._session
+        if session is None:
+            return
         with anyio.CancelScope(shield=True), anyio.move_on_after(5):
             await session.unregister()
             with contextlib.suppress(PeersError):
-                await transport.close()
+                await session.service.transport.close()
 
     async with stdio_server() as (read_stream, write_stream):
         writer = _TrackedWriter(write_stream)
@@ -554,8 +583,8 @@ async def run_server(settings: Settings, transport: Transport) -> None:
             await shutdown()
 
 
-def serve(settings: Settings, transport: Transport) -> None:
-    """Entry point of ``peers serve`` (the transport is built, not yet connected)."""
+def serve(settings: Settings) -> None:
+    """Entry point of ``peers serve``."""
     log.info(
         "peers serve starting",
         version=__version__,
@@ -564,5 +593,5 @@ def serve(settings: Settings, transport: Transport) -> None:
         namespace=settings.namespace,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run_server, settings, transport)
+        anyio.run(run_server, settings)
     sys.stderr.flush()

@@ -16,7 +16,14 @@ from peers.transports.base import Capabilities, Transport
 if TYPE_CHECKING:
     from peers.config import Settings
 
-__all__ = ["SCHEMES", "Capabilities", "Transport", "create_transport", "transport_class"]
+__all__ = [
+    "SCHEMES",
+    "Capabilities",
+    "Transport",
+    "check_scheme",
+    "create_transport",
+    "transport_class",
+]
 
 # scheme -> "module:Class"
 SCHEMES: dict[str, str] = {
@@ -27,11 +34,10 @@ SCHEMES: dict[str, str] = {
 }
 
 
-def transport_class(url: str) -> type[Transport]:
-    """The transport class for a URL, or a ConfigError naming the known schemes."""
+def check_scheme(url: str) -> str:
+    """The URL's scheme if a transport serves it (nothing imported), else a ConfigError."""
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    target = SCHEMES.get(scheme)
-    if target is None:
+    if scheme not in SCHEMES:
         known = ", ".join(f"{s}://" for s in SCHEMES)
         hint = difflib.get_close_matches(scheme, SCHEMES, n=1)
         did_you_mean = f" (did you mean {hint[0]}://?)" if hint else ""
@@ -39,7 +45,12 @@ def transport_class(url: str) -> type[Transport]:
         raise ConfigError(
             f"PEERS_URL {url!r} has {shown}{did_you_mean}; known schemes: {known}"
         )
-    module_name, class_name = target.split(":")
+    return scheme
+
+
+def transport_class(url: str) -> type[Transport]:
+    """The transport class for a URL, or a ConfigError naming the known schemes."""
+    module_name, class_name = SCHEMES[check_scheme(url)].split(":")
     module = importlib.import_module(module_name)
     cls: type[Transport] = getattr(module, class_name)
     return cls

@@ -503,3 +503,26 @@ async def test_a_push_the_client_cannot_take_stays_pending() -> None:
     assert writer.channel_sent == 1
     await send.aclose()
     await in_send.aclose()
+
+
+def test_an_unknown_scheme_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    command, args = serve_command()
+    out = subprocess.run(
+        [command, *args], input=b"", capture_output=True, timeout=30,
+        env={**os.environ, "PEERS_URL": "mysql://localhost/peers"},
+    )
+    assert out.returncode == 2
+    assert out.stdout == b""
+    lines = out.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "known schemes: sqlite://" in lines[0]
+
+
+async def test_a_bad_store_url_keeps_serving_and_says_why(tmp_path: Path) -> None:
+    env = {"PEERS_URL": "sqlite://relative/path.db", "XDG_STATE_HOME": str(tmp_path)}
+    with open(tmp_path / "server.log", "w") as errlog:
+        async with PeerClient(env, client_name="codex-mcp-client", channel=False,
+                              errlog=errlog) as client:
+            for _ in range(2):  # it keeps answering
+                result = await client.call("whoami")
+                assert result.is_error
+                assert "peers cannot start" in _text(result) and "sqlite" in _text(result)
