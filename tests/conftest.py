@@ -8,7 +8,6 @@ to open more instances on the same store: a second process's view of it.
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import socket
 import subprocess
@@ -19,16 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import support
+from support import HOST, Opener
 
-from peers import procinfo
-from peers.config import Settings, load_settings
-from peers.ids import new_message_id, new_peer_id
+from peers.config import Settings
+from peers.ids import new_message_id
 from peers.models import Message, Peer
-from peers.transports import create_transport
 from peers.transports.base import Transport
-
-# The host identity every test transport uses: the real one, so pid checks apply.
-HOST = socket.gethostname()
 
 TRANSPORT_FIXTURES = ["sqlite_transport", "fakeredis_transport", "redis_transport"]
 # Which factory opens more instances on the store of each transport fixture.
@@ -151,37 +147,10 @@ def namespace() -> str:
 # -- transports ---------------------------------------------------------------
 
 
-class _Opener:
-    """Opens connected transports on one store and closes them all at teardown."""
-
-    def __init__(self, build: Callable[[Settings], Transport], base: dict[str, Any]) -> None:
-        self._build = build
-        self._base = base
-        self.opened: list[Transport] = []
-
-    def settings(self, **overrides: Any) -> Settings:
-        return load_settings(**{**self._base, **overrides})
-
-    def unconnected(self, **overrides: Any) -> Transport:
-        """A new instance on the store, not yet connected (closed at teardown all the same)."""
-        transport = self._build(self.settings(**overrides))
-        self.opened.append(transport)
-        return transport
-
-    async def __call__(self, **overrides: Any) -> Transport:
-        transport = self.unconnected(**overrides)
-        await transport.connect()
-        return transport
-
-    async def aclose(self) -> None:
-        for transport in reversed(self.opened):
-            await transport.close()
-
-
 @pytest.fixture
-async def sqlite_factory(tmp_path: Path, namespace: str) -> AsyncIterator[_Opener]:
+async def sqlite_factory(tmp_path: Path, namespace: str) -> AsyncIterator[Opener]:
     base = {"url": f"sqlite:///{tmp_path / 'peers.db'}", "namespace": namespace, "host": HOST}
-    opener = _Opener(create_transport, base)
+    opener = Opener(base)
     try:
         yield opener
     finally:
@@ -189,7 +158,7 @@ async def sqlite_factory(tmp_path: Path, namespace: str) -> AsyncIterator[_Opene
 
 
 @pytest.fixture
-async def fakeredis_factory(namespace: str) -> AsyncIterator[_Opener]:
+async def fakeredis_factory(namespace: str) -> AsyncIterator[Opener]:
     if redis_transport_missing():
         pytest.skip("redis transport not implemented yet")
     import fakeredis
@@ -207,7 +176,7 @@ async def fakeredis_factory(namespace: str) -> AsyncIterator[_Opener]:
         return transport
 
     base = {"url": "redis://fakeredis/0", "namespace": namespace, "host": HOST}
-    opener = _Opener(build, base)
+    opener = Opener(base, build)
     try:
         yield opener
     finally:
@@ -217,13 +186,13 @@ async def fakeredis_factory(namespace: str) -> AsyncIterator[_Opener]:
 
 
 @pytest.fixture
-async def redis_factory(redis_server: RedisServer, namespace: str) -> AsyncIterator[_Opener]:
+async def redis_factory(redis_server: RedisServer, namespace: str) -> AsyncIterator[Opener]:
     if redis_transport_missing():
         pytest.skip("redis transport not implemented yet")
     if not redis_server.running:
         redis_server.start()  # a fault test may have left it stopped
     base = {"url": redis_server.url, "namespace": namespace, "host": HOST}
-    opener = _Opener(create_transport, base)
+    opener = Opener(base)
     try:
         yield opener
     finally:
@@ -231,17 +200,17 @@ async def redis_factory(redis_server: RedisServer, namespace: str) -> AsyncItera
 
 
 @pytest.fixture
-async def sqlite_transport(sqlite_factory: _Opener) -> Transport:
+async def sqlite_transport(sqlite_factory: Opener) -> Transport:
     return await sqlite_factory()
 
 
 @pytest.fixture
-async def fakeredis_transport(fakeredis_factory: _Opener) -> Transport:
+async def fakeredis_transport(fakeredis_factory: Opener) -> Transport:
     return await fakeredis_factory()
 
 
 @pytest.fixture
-async def redis_transport(redis_factory: _Opener) -> Transport:
+async def redis_transport(redis_factory: Opener) -> Transport:
     return await redis_factory()
 
 
@@ -259,10 +228,10 @@ def transport(request: pytest.FixtureRequest) -> Transport:
 
 
 @pytest.fixture
-def transport_factory(request: pytest.FixtureRequest, transport: Transport) -> _Opener:
+def transport_factory(request: pytest.FixtureRequest, transport: Transport) -> Opener:
     """Opens more connected instances on the same store as ``transport`` (settings overridable)."""
     name = request.node.callspec.params["transport"]
-    opener: _Opener = request.getfixturevalue(FACTORY_OF[name])
+    opener: Opener = request.getfixturevalue(FACTORY_OF[name])
     return opener
 
 
@@ -272,20 +241,10 @@ def transport_factory(request: pytest.FixtureRequest, transport: Transport) -> _
 @pytest.fixture
 def make_peer(namespace: str) -> Callable[..., Peer]:
     """Valid live peers of this process (pid and start time of the test runner)."""
-    pid = os.getpid()
-    start = procinfo.process_start_time(pid)
 
     def make(**overrides: Any) -> Peer:
-        fields: dict[str, Any] = {
-            "id": new_peer_id(),
-            "namespace": namespace,
-            "host": HOST,
-            "pid": pid,
-            "pid_start": start,
-            "cwd": "/work/project",
-        }
-        fields.update(overrides)
-        return Peer(**fields)
+        fields = {"namespace": namespace, "cwd": "/work/project", **overrides}
+        return support.make_peer(**fields)
 
     return make
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_helpers import HOST, Opener, PrivateRedis, acl_server_args, spawn_redis
+from redis_helpers import PrivateRedis, acl_server_args, spawn_redis
+from support import HOST, Opener
 
 
 @pytest.fixture(scope="session")

@@ -8,27 +8,17 @@ server that forgets everything on restart) start one with :func:`spawn_redis`.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from peers import procinfo
-from peers.config import Settings, load_settings
-from peers.ids import new_message_id, new_peer_id
-from peers.models import Message, Peer
-from peers.transports import create_transport
-from peers.transports.base import Transport
-
 REPO = Path(__file__).resolve().parents[2]
 ACL_FILE = REPO / "deploy" / "redis" / "users.acl"
-HOST = socket.gethostname()
 
 # An extra user the tests use to inspect the server (ACL LOG, SCAN); never peers'.
 ADMIN_USER = "admin"
@@ -124,52 +114,3 @@ def peers_url(server: PrivateRedis) -> str:
 
 def admin_url(server: PrivateRedis) -> str:
     return f"redis://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{server.port}/0"
-
-
-class Opener:
-    """Connected transports on one URL and namespace, closed at teardown."""
-
-    def __init__(self, base: dict[str, Any]) -> None:
-        self._base = base
-        self.opened: list[Transport] = []
-
-    def settings(self, **overrides: Any) -> Settings:
-        return load_settings(**{**self._base, **overrides})
-
-    def unconnected(self, **overrides: Any) -> Transport:
-        transport = create_transport(self.settings(**overrides))
-        self.opened.append(transport)
-        return transport
-
-    async def __call__(self, **overrides: Any) -> Transport:
-        transport = self.unconnected(**overrides)
-        await transport.connect()
-        return transport
-
-    async def aclose(self) -> None:
-        for transport in reversed(self.opened):
-            await transport.close()
-
-
-def make_peer(namespace: str, **fields: Any) -> Peer:
-    pid = os.getpid()
-    base: dict[str, Any] = {
-        "id": new_peer_id(),
-        "namespace": namespace,
-        "host": HOST,
-        "pid": pid,
-        "pid_start": procinfo.process_start_time(pid),
-        "cwd": "/work",
-    }
-    return Peer(**{**base, **fields})
-
-
-def make_message(namespace: str, sender: Peer, recipient: Peer, body: str) -> Message:
-    return Message(
-        id=new_message_id(),
-        namespace=namespace,
-        sender_id=sender.id,
-        sender_name=sender.name,
-        recipient_id=recipient.id,
-        body=body,
-    )

@@ -18,14 +18,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
-from redis_helpers import (
-    HOST,
-    Opener,
-    PrivateRedis,
-    admin_url,
-    example_password,
-    peers_url,
-)
+from redis_helpers import PrivateRedis, admin_url, example_password, peers_url
+from support import HOST, Opener
 
 from peers.config import load_settings
 from peers.errors import BackendError, BackendUnavailable

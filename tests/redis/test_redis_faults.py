@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
-from redis_helpers import HOST, Opener, PrivateRedis, free_port, make_message, make_peer
+from redis_helpers import PrivateRedis, free_port
+from support import HOST, Opener, make_message, make_peer
 
 from peers.config import load_settings
 from peers.errors import BackendUnavailable, PeerNotFound

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis_helpers import HOST, Opener, make_peer
+from support import HOST, Opener, make_peer
 
 from peers.ids import new_message_id
 from peers.keys import RedisKeys

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from redis_helpers import HOST, Opener, make_peer
+from support import HOST, Opener, make_peer
 
 from peers import procinfo
 from peers.errors import NameTaken

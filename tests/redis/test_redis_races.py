@@ -17,7 +17,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis.asyncio as aioredis
-from redis_helpers import HOST, make_peer
+from support import HOST, make_peer
 
 from peers.config import load_settings
 from peers.errors import PeerNotFound

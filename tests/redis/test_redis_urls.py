@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_helpers import HOST, Opener, PrivateRedis, free_port, make_peer
+from redis_helpers import PrivateRedis, free_port
+from support import HOST, Opener, make_peer
 
 from peers.config import load_settings
 from peers.errors import BackendUnavailable, ConfigError
