@@ -327,8 +327,10 @@ class Session:
                     for message in messages:
                         if self._stopping:
                             return
-                        if self._first_time([message]):
+                        if message.id not in self._handed_out:
                             await deliver(message, await self.sender_of(message))
+                            # Marked only once written: a failed push is tried again.
+                            self._first_time([message])
                         # Ack one by one: a crash mid-batch re-sends only the unacked rest.
                         await self.service.ack(peer.id, [message.id])
                 if len(messages) >= c.FETCH_LIMIT:
