@@ -8,10 +8,6 @@ to open more instances on the same store: a second process's view of it.
 from __future__ import annotations
 
 import importlib.util
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,7 +15,7 @@ from typing import Any
 
 import pytest
 import support
-from support import HOST, Opener
+from support import HOST, Opener, RedisProcess, free_port
 
 from peers.config import Settings
 from peers.ids import new_message_id
@@ -50,87 +46,13 @@ def anyio_backend() -> str:
 # -- a real redis-server -----------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """A redis-server child process on a fixed port and data dir (AOF kept across restarts)."""
-
-    def __init__(self, binary: str, port: int, data_dir: Path) -> None:
-        self.binary = binary
-        self.port = port
-        self.dir = data_dir
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self, timeout: float = 10.0) -> None:
-        if self.running:
-            return
-        self._proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.dir),
-                "--save", "",
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--logfile", str(self.dir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server exited with {self._proc.returncode}:\n{log}")
-            if _answers_ping(self.port):
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"redis-server on port {self.port} did not answer PING in {timeout}s")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+# The shared server keeps an always-fsynced AOF, so fault tests can restart it.
+REDIS_SERVER_ARGS = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not found on PATH; .ci/run installs it")
-    # Port 0 picks a free port, so the developer's Redis on 6379 is never touched.
-    server = RedisServer(binary, free_port(), tmp_path_factory.mktemp("redis"))
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    server = RedisProcess(free_port(), tmp_path_factory.mktemp("redis"), REDIS_SERVER_ARGS)
     server.start()
     try:
         yield server
@@ -186,7 +108,7 @@ async def fakeredis_factory(namespace: str) -> AsyncIterator[Opener]:
 
 
 @pytest.fixture
-async def redis_factory(redis_server: RedisServer, namespace: str) -> AsyncIterator[Opener]:
+async def redis_factory(redis_server: RedisProcess, namespace: str) -> AsyncIterator[Opener]:
     if redis_transport_missing():
         pytest.skip("redis transport not implemented yet")
     if not redis_server.running:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from support import RedisProcess, free_port
 
 from peers.mcpclient import PeerClient
 
@@ -92,28 +91,20 @@ async def test_redis_restart_mid_session_loses_and_duplicates_nothing(
                 assert (await c.call_ok("whoami"))["online"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def late_redis(tmp_path: Path) -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
+def late_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server on a free port that is not started yet (the test starts it)."""
+    if shutil.which("redis-server") is None:
         pytest.skip("redis-server not found on PATH; .ci/run installs it")
-    procs: list[subprocess.Popen[bytes]] = []
-    yield _free_port(), procs
-    for p in procs:
-        p.terminate()
-        p.wait(10)
+    server = RedisProcess(free_port(), tmp_path, ["--save", "", "--appendonly", "no"])
+    yield server
+    server.stop()
 
 
 async def test_redis_unreachable_at_start_then_recovers(
-    late_redis: tuple[int, list[subprocess.Popen[bytes]]], namespace: str, tmp_path: Path
+    late_redis: RedisProcess, namespace: str, tmp_path: Path
 ) -> None:
-    port, procs = late_redis
+    port = late_redis.port
     env = _env(f"redis://127.0.0.1:{port}/0", namespace, tmp_path)
     with open(tmp_path / "servers.log", "w") as errlog:
         async with PeerClient(
@@ -122,25 +113,7 @@ async def test_redis_unreachable_at_start_then_recovers(
             result = await client.call("whoami")
             assert result.is_error
             assert f"127.0.0.1:{port}" in _text(result)  # names the address it tried
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--dir",
-                        str(tmp_path),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
+            late_redis.start()
             with anyio.fail_after(60):
                 while True:
                     result = await client.call("whoami")

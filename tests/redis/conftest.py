@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_helpers import PrivateRedis, acl_server_args, spawn_redis
-from support import HOST, Opener
+from redis_helpers import acl_server_args, spawn_redis
+from support import HOST, Opener, RedisProcess
 
 
 @pytest.fixture(scope="session")
-def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
     """A separate redis-server that enforces deploy/redis/users.acl."""
     data_dir = tmp_path_factory.mktemp("redis-acl")
     server = spawn_redis(data_dir, *acl_server_args(data_dir))
@@ -40,11 +40,11 @@ async def open_on() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def redis_spawner(tmp_path: Path) -> Iterator[Callable[..., PrivateRedis]]:
+def redis_spawner(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
     """``redis_spawner(*args, port=None, start=True)``: private servers, always stopped at teardown."""
-    servers: list[PrivateRedis] = []
+    servers: list[RedisProcess] = []
 
-    def spawn(*args: str, port: int | None = None, start: bool = True) -> PrivateRedis:
+    def spawn(*args: str, port: int | None = None, start: bool = True) -> RedisProcess:
         data_dir = tmp_path / f"redis-{len(servers)}"
         data_dir.mkdir()
         server = spawn_redis(data_dir, *args, port=port, start=False)

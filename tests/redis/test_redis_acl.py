@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
-from redis_helpers import PrivateRedis, admin_url, example_password, peers_url
-from support import HOST, Opener
+from redis_helpers import admin_url, example_password, peers_url
+from support import HOST, Opener, RedisProcess
 
 from peers.config import load_settings
 from peers.errors import BackendError, BackendUnavailable
@@ -46,7 +46,7 @@ for _name, _test in vars(_contract).items():
         globals()[f"{_name}"] = _test
 
 
-async def _peers_denials(server: PrivateRedis) -> list[dict[str, Any]]:
+async def _peers_denials(server: RedisProcess) -> list[dict[str, Any]]:
     admin = aioredis.from_url(admin_url(server), decode_responses=True)
     try:
         entries: list[dict[str, Any]] = await admin.acl_log()
@@ -55,7 +55,7 @@ async def _peers_denials(server: PrivateRedis) -> list[dict[str, Any]]:
         await admin.aclose()
 
 
-async def _reset_acl_log(server: PrivateRedis) -> None:
+async def _reset_acl_log(server: RedisProcess) -> None:
     admin = aioredis.from_url(admin_url(server), decode_responses=True)
     try:
         await admin.acl_log_reset()
@@ -64,7 +64,7 @@ async def _reset_acl_log(server: PrivateRedis) -> None:
 
 
 @pytest.fixture(autouse=True)
-async def no_denials(acl_redis: PrivateRedis) -> AsyncIterator[None]:
+async def no_denials(acl_redis: RedisProcess) -> AsyncIterator[None]:
     """Every test here must run without a single NOPERM for user `peers`."""
     await _reset_acl_log(acl_redis)
     yield
@@ -73,7 +73,7 @@ async def no_denials(acl_redis: PrivateRedis) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def transport_factory(acl_redis: PrivateRedis, namespace: str) -> AsyncIterator[Opener]:
+async def transport_factory(acl_redis: RedisProcess, namespace: str) -> AsyncIterator[Opener]:
     opener = Opener({"url": peers_url(acl_redis), "namespace": namespace, "host": HOST})
     try:
         yield opener
@@ -91,7 +91,7 @@ async def transport(transport_factory: Opener) -> Transport:
 # -- what the ACL file refuses ----------------------------------------------------------------
 
 
-async def test_default_user_is_disabled(acl_redis: PrivateRedis, namespace: str) -> None:
+async def test_default_user_is_disabled(acl_redis: RedisProcess, namespace: str) -> None:
     anonymous = aioredis.from_url(acl_redis.url)
     try:
         with pytest.raises(AuthenticationError):
@@ -111,7 +111,7 @@ async def test_default_user_is_disabled(acl_redis: PrivateRedis, namespace: str)
 
 
 async def test_wrong_password_is_a_login_error_with_the_password_redacted(
-    acl_redis: PrivateRedis, namespace: str
+    acl_redis: RedisProcess, namespace: str
 ) -> None:
     url = f"redis://peers:not-the-password@127.0.0.1:{acl_redis.port}/0"
     t = create_transport(load_settings(url=url, namespace=namespace, host=HOST))
@@ -127,7 +127,7 @@ async def test_wrong_password_is_a_login_error_with_the_password_redacted(
 
 
 async def test_peers_user_is_confined_to_its_keys_channels_and_commands(
-    acl_redis: PrivateRedis,
+    acl_redis: RedisProcess,
 ) -> None:
     client = aioredis.from_url(peers_url(acl_redis), decode_responses=True)
     try:

@@ -9,8 +9,7 @@ from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
-from redis_helpers import PrivateRedis, free_port
-from support import HOST, Opener, make_message, make_peer
+from support import HOST, Opener, RedisProcess, free_port, make_message, make_peer
 
 from peers.config import load_settings
 from peers.errors import BackendUnavailable, PeerNotFound
@@ -125,7 +124,7 @@ async def test_restart_mid_session_delivers_every_message_exactly_once(
 
 
 async def test_restart_that_lost_the_data_makes_sessions_register_again(
-    redis_spawner: Callable[..., PrivateRedis], namespace: str
+    redis_spawner: Callable[..., RedisProcess], namespace: str
 ) -> None:
     server = redis_spawner("--save", "", "--appendonly", "no")
     opener = Opener({"url": server.url, "namespace": namespace, "host": HOST})
@@ -185,7 +184,7 @@ async def test_missing_consumer_group_is_recreated(redis_server: Any, namespace:
 
 
 async def test_unreachable_at_start_names_the_address_then_recovers(
-    redis_spawner: Callable[..., PrivateRedis], namespace: str
+    redis_spawner: Callable[..., RedisProcess], namespace: str
 ) -> None:
     port = free_port()  # nothing listens there yet
     url = f"redis://:s3cret-pw@127.0.0.1:{port}/0"

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_helpers import PrivateRedis, free_port
-from support import HOST, Opener, make_peer
+from support import HOST, Opener, RedisProcess, free_port, make_peer
 
 from peers.config import load_settings
 from peers.errors import BackendUnavailable, ConfigError
@@ -49,7 +48,7 @@ async def test_unknown_scheme_is_a_config_error(namespace: str) -> None:
 
 
 async def test_unix_socket(
-    tmp_path: Path, redis_spawner: Callable[..., PrivateRedis], namespace: str
+    tmp_path: Path, redis_spawner: Callable[..., RedisProcess], namespace: str
 ) -> None:
     sock = tmp_path / "redis.sock"
     redis_spawner("--save", "", "--unixsocket", str(sock), "--unixsocketperm", "700")
