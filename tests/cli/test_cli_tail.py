@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import signal
@@ -44,15 +45,16 @@ class Lines:
         return line
 
 
-@pytest.fixture
-def tail(any_cli: Cli) -> Iterator[tuple[subprocess.Popen[str], Lines, Lines]]:
+@contextlib.contextmanager
+def running_tail(cli: Cli, *args: str) -> Iterator[tuple[subprocess.Popen[str], Lines, Lines]]:
+    """`peers tail ARGS` as another process, once it said it is watching; killed after."""
     proc = subprocess.Popen(
-        [*PEERS, "tail", "--json"],
+        [*PEERS, "tail", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=subprocess_env(any_cli),
-        cwd=any_cli.cwd,
+        env=subprocess_env(cli),
+        cwd=cli.cwd,
     )
     assert proc.stdout is not None and proc.stderr is not None
     out, err = Lines(proc.stdout), Lines(proc.stderr)
@@ -64,6 +66,12 @@ def tail(any_cli: Cli) -> Iterator[tuple[subprocess.Popen[str], Lines, Lines]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def tail(any_cli: Cli) -> Iterator[tuple[subprocess.Popen[str], Lines, Lines]]:
+    with running_tail(any_cli, "--json") as running:
+        yield running
 
 
 def next_event(lines: Lines, kind: str) -> dict[str, Any]:
@@ -113,23 +121,8 @@ def test_tail_streams_a_message_sent_by_another_process(
 
 
 def test_tail_text_output(any_cli: Cli) -> None:
-    proc = subprocess.Popen(
-        [*PEERS, "tail"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(any_cli),
-        cwd=any_cli.cwd,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = Lines(proc.stdout), Lines(proc.stderr)
-    try:
-        assert "watching namespace" in err.next()
+    with running_tail(any_cli) as (proc, out, _err):
         peer = any_cli.register(name="texty")
         assert f"join     texty ({peer.id})" in out.next()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=WAIT) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
