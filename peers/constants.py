@@ -29,7 +29,13 @@ SQLITE_SCHEMA_VERSION: Final = 1
 REDIS_GROUP: Final = "peers"
 REDIS_EVENT_LOG_MAXLEN: Final = 10_000
 REDIS_BLOCK_MS: Final = 5_000
-# Command connection: reads longer than this mean a dead server (scripts are short).
+# A transport call that has not finished in this long means a dead server (scripts
+# are short). Enforced per call, not as redis-py's socket_timeout: that one wraps
+# every command's write in a new task (asyncio.wait_for), a quarter of a send's CPU.
+REDIS_OP_TIMEOUT: Final = 10.0
+# gc walks every mailbox of the namespace.
+REDIS_GC_TIMEOUT: Final = 120.0
+# The blocking connection's socket timeout on top of the block time.
 REDIS_SOCKET_TIMEOUT: Final = 10.0
 REDIS_CONNECT_TIMEOUT: Final = 5.0
 # Retries on connection errors, with exponential backoff: 0.1, 0.2, 0.4, 0.8 s.
@@ -40,6 +46,8 @@ REDIS_HEALTH_CHECK_INTERVAL: Final = 30
 # A doorbell ring suppresses further rings for the same recipient until it fetches,
 # or at most this long (so that one lost ring delays push by no more than this).
 REDIS_RING_TTL_MS: Final = 1_000
+# Sends queued while one is in flight go out together in one script call, this many at most.
+REDIS_SEND_BATCH: Final = 64
 # How far sends and lookups follow successor pointers (a name changing hands this often is a bug).
 MAX_SUCCESSOR_HOPS: Final = 32
 # Look-then-claim rounds a registration may lose to concurrent claims before giving up.

@@ -15,11 +15,18 @@ _last_ms = 0
 _last_rand = 0
 
 
+# Every 10-bit value as its two characters: encoding takes one lookup per 10 bits.
+_PAIRS = tuple(a + b for a in _ALPHABET for b in _ALPHABET)
+
+
 def _encode(value: int, length: int) -> str:
+    """The low ``5 * length`` bits of ``value`` in base32, most significant first."""
     out = []
-    for _ in range(length):
+    for _ in range(length // 2):
+        out.append(_PAIRS[value & 1023])
+        value >>= 10
+    if length % 2:
         out.append(_ALPHABET[value & 31])
-        value >>= 5
     return "".join(reversed(out))
 
 

@@ -107,6 +107,7 @@ from peers.models import (
     ReceiveMode,
 )
 from peers.transports.base import Capabilities, Transport
+from peers.transports.batching import Coalescer
 from peers.transports.redis_checks import permission_checks
 
 __all__ = ["RedisTransport"]
@@ -331,33 +332,51 @@ table.insert(out, 1, 'ok')
 return out
 """
 
-# Store a message for its recipient, following successor pointers, and ring it.
-# ARGV: recipient id, message id, message json, sender id, sender name,
-# broadcast ('1' | '0'), sent_at, now, max hops.
-# Returns {'ok', final recipient} | {'nopeer'} | {'conflict'}.
+# Store messages for their recipients, following successor pointers, and ring
+# them: one call carries every send that queued up meanwhile (see batching.py),
+# each handled on its own (one's failure leaves the others standing).
+# ARGV: now, max hops, then one value per message: recipient id, message id,
+# sender id, sender name, broadcast ('1' | '0'), sent_at and the message json,
+# joined by NUL (which none of them holds: JSON escapes it, the rest are
+# sanitised). One value rather than seven: the client packs each value separately.
+# Returns one line per message: the final recipient's id, or '!nopeer' or
+# '!conflict' (one string: the client parses it in one piece).
 _SEND = """
-local rid, mid, body = ARGV[1], ARGV[2], ARGV[3]
-local stored = redis.call('HMGET', MSG .. mid, 'rcpt', 'm')
-if stored[1] then
-  -- Already stored: a retry whose first reply was lost is not a second message.
-  if stored[2] == body then return {'ok', stored[1]} end
-  return {'conflict'}
+local now, hops = ARGV[1], tonumber(ARGV[2])
+local out = {}
+local function send(rid, mid, sender, sender_name, broadcast, sent_at, body)
+  local stored = redis.call('HMGET', MSG .. mid, 'rcpt', 'm')
+  if stored[1] then
+    -- Already stored: a retry whose first reply was lost is not a second message.
+    if stored[2] == body then return stored[1] end
+    return '!conflict'
+  end
+  if redis.call('EXISTS', PEER .. rid) == 0 then return '!nopeer' end
+  for _ = 1, hops do
+    local nxt = redis.call('HGET', PEER .. rid, 'successor')
+    if not nxt or nxt == '' or redis.call('EXISTS', PEER .. nxt) == 0 then break end
+    rid = nxt
+  end
+  local entry = redis.call('XADD', MBOX .. rid, '*', 'id', mid, 'm', body)
+  redis.call('HSET', MSG .. mid, 'm', body, 'rcpt', rid, 'entry', entry, 't', sent_at)
+  log('k', 'message', 'p', sender, 'n', sender_name, 'at', now, 'mid', mid, 'r', rid,
+      'b', broadcast)
+  -- One ring until the recipient fetches: a pending ring already makes it read this too.
+  if redis.call('SET', RING .. rid, '1', 'NX', 'PX', RING_TTL) then
+    redis.call('PUBLISH', WAKE .. rid, '')
+  end
+  return rid
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'nopeer'} end
-for _ = 1, tonumber(ARGV[9]) do
-  local nxt = redis.call('HGET', PEER .. rid, 'successor')
-  if not nxt or nxt == '' or redis.call('EXISTS', PEER .. nxt) == 0 then break end
-  rid = nxt
+for i = 3, #ARGV do
+  local packed, f, at = ARGV[i], {}, 1
+  for k = 1, 6 do
+    local nul = string.find(packed, '\\0', at, true)
+    f[k] = string.sub(packed, at, nul - 1)
+    at = nul + 1
+  end
+  out[#out + 1] = send(f[1], f[2], f[3], f[4], f[5], f[6], string.sub(packed, at))
 end
-local entry = redis.call('XADD', MBOX .. rid, '*', 'id', mid, 'm', body)
-redis.call('HSET', MSG .. mid, 'm', body, 'rcpt', rid, 'entry', entry, 't', ARGV[7])
-log('k', 'message', 'p', ARGV[4], 'n', ARGV[5], 'at', ARGV[8],
-    'mid', mid, 'r', rid, 'b', ARGV[6])
--- One ring until the recipient fetches: a pending ring already makes it read this too.
-if redis.call('SET', RING .. rid, '1', 'NX', 'PX', RING_TTL) then
-  redis.call('PUBLISH', WAKE .. rid, '')
-end
-return {'ok', rid}
+return table.concat(out, '\\n')
 """
 
 # Ack a recipient's own pending messages: XACK + XDEL, and the message record
@@ -577,21 +596,32 @@ def _note(event: str, level: str = "warning", **fields: Any) -> None:
         getattr(_log, level)(event, **fields)
 
 
-def _edge(
-    fn: Callable[Concatenate[RedisTransport, P], Coroutine[Any, Any, R]],
-) -> Callable[Concatenate[RedisTransport, P], Coroutine[Any, Any, R]]:
-    """Convert redis exceptions into peers' own at the transport's edge."""
+Op = Callable[Concatenate["RedisTransport", P], Coroutine[Any, Any, R]]
 
-    @functools.wraps(fn)
-    async def wrapper(self: RedisTransport, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(self, *args, **kwargs)
-        except RedisError as exc:
-            raise self._convert(exc) from exc
-        except OSError as exc:  # TLS files, sockets outside redis-py's own wrapping
-            raise BackendUnavailable(f"cannot reach Redis at {self._url}: {exc}") from exc
 
-    return wrapper
+def _edge_within(seconds: float | None) -> Callable[[Op[P, R]], Op[P, R]]:
+    """Convert redis exceptions into peers' own at the transport's edge, and bound the call's time."""
+
+    def decorate(fn: Op[P, R]) -> Op[P, R]:
+        @functools.wraps(fn)
+        async def wrapper(self: RedisTransport, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                async with asyncio.timeout(seconds):
+                    return await fn(self, *args, **kwargs)
+            except RedisError as exc:
+                raise self._convert(exc) from exc
+            except TimeoutError as exc:  # the deadline (an OSError too: caught first)
+                within = f" within {seconds:g} s" if seconds is not None else ""
+                raise BackendUnavailable(f"Redis at {self._url} did not answer{within}") from exc
+            except OSError as exc:  # TLS files, sockets outside redis-py's own wrapping
+                raise BackendUnavailable(f"cannot reach Redis at {self._url}: {exc}") from exc
+
+        return wrapper
+
+    return decorate
+
+
+_edge = _edge_within(c.REDIS_OP_TIMEOUT)
 
 
 # -- doorbells ---------------------------------------------------------------------------
@@ -734,6 +764,7 @@ class RedisTransport(Transport):
         self._rb: Redis | None = None
         self._doorbell: _Doorbell | None = None
         self._scripts: dict[str, Any] = {}
+        self._sends: Coalescer[Message, str] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -775,7 +806,7 @@ class RedisTransport(Transport):
                 if value:
                     options[option] = value
 
-        def build(socket_timeout: float) -> Redis:
+        def build(socket_timeout: float | None) -> Redis:
             retry = Retry(
                 ExponentialBackoff(cap=c.REDIS_BACKOFF_CAP, base=c.REDIS_BACKOFF_BASE),
                 c.REDIS_RETRIES,
@@ -785,7 +816,7 @@ class RedisTransport(Transport):
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"PEERS_URL {self._url!r} is not usable: {exc}") from None
 
-        commands = build(c.REDIS_SOCKET_TIMEOUT)
+        commands = build(None)  # bounded per call instead: see REDIS_OP_TIMEOUT
         blocking = build(c.REDIS_BLOCK_MS / 1000 + c.REDIS_SOCKET_TIMEOUT)
         return commands, blocking
 
@@ -812,10 +843,14 @@ class RedisTransport(Transport):
                 )
             }
             self._doorbell = _Doorbell(self._rb, self._keys)
+            self._sends = Coalescer(self._send_batch, c.REDIS_SEND_BATCH, name="redis-sends")
         await self._r.ping()
 
     async def close(self) -> None:
         """Release connections and wake-up endpoints; safe to call twice."""
+        sends, self._sends = self._sends, None
+        if sends is not None:
+            await sends.close(BackendUnavailable(f"the connection to Redis at {self._url} closed"))
         doorbell, self._doorbell = self._doorbell, None
         if doorbell is not None:
             await doorbell.close()
@@ -830,6 +865,11 @@ class RedisTransport(Transport):
         if self._r is None:
             raise BackendUnavailable(f"not connected to Redis at {self._url}: call connect() first")
         return self._r
+
+    def _sender(self) -> Coalescer[Message, str]:
+        if self._sends is None:
+            raise BackendUnavailable(f"not connected to Redis at {self._url}: call connect() first")
+        return self._sends
 
     def _bell(self) -> _Doorbell:
         if self._doorbell is None:
@@ -1207,28 +1247,35 @@ class RedisTransport(Transport):
                 f"message {message.id} belongs to namespace {message.namespace!r}, "
                 f"not {self.namespace!r}"
             )
-        reply = await self._run(
-            "send",
-            self._keys.peer(message.recipient_id),
-            message.recipient_id,
-            message.id,
-            message.model_dump_json(),
-            message.sender_id,
-            message.sender_name or "",
-            "1" if message.broadcast else "0",
-            repr(message.sent_at),
-            repr(time.time()),
-            c.MAX_SUCCESSOR_HOPS,
-        )
-        status = _s(reply[0])
-        if status == "nopeer":
-            raise PeerNotFound(f"no peer {message.recipient_id} in namespace {self.namespace!r}")
-        if status == "conflict":
-            raise InvalidInput(f"a different message with id {message.id} already exists")
-        recipient = _s(reply[1])
+        if "\0" in f"{message.recipient_id}{message.id}{message.sender_id}{message.sender_name}":
+            raise InvalidInput(f"message {message.id}: ids and names cannot hold NUL characters")
+        recipient = await self._sender().submit(message)
         if recipient != message.recipient_id:
             return message.model_copy(update={"recipient_id": recipient})
         return message
+
+    async def _send_batch(self, messages: Sequence[Message]) -> list[str | Exception]:
+        """One script call for several sends: each one's final recipient, or its error."""
+        args: list[str | int] = [repr(time.time()), c.MAX_SUCCESSOR_HOPS]
+        for m in messages:
+            fields = (m.recipient_id, m.id, m.sender_id, m.sender_name or "")
+            flag = "1" if m.broadcast else "0"
+            args.append("\0".join((*fields, flag, repr(m.sent_at), m.model_dump_json())))
+        # Bounded here too: the batch may run in a task of its own, outside any caller's deadline.
+        async with asyncio.timeout(c.REDIS_OP_TIMEOUT):
+            reply = await self._run("send", self._keys.registry, *args)
+        lines = _s(reply).split("\n")
+        out: list[str | Exception] = []
+        for m, line in zip(messages, lines, strict=True):
+            if line == "!nopeer":
+                out.append(
+                    PeerNotFound(f"no peer {m.recipient_id} in namespace {self.namespace!r}")
+                )
+            elif line == "!conflict":
+                out.append(InvalidInput(f"a different message with id {m.id} already exists"))
+            else:
+                out.append(line)
+        return out
 
     async def _ensure_group(self, recipient_id: str) -> bool:
         """Re-create a missing consumer group (data lost); False if there is no mailbox to have."""
@@ -1277,7 +1324,7 @@ class RedisTransport(Transport):
         )
         return int(changed)
 
-    @_edge
+    @_edge_within(None)  # bounded by its own timeout
     async def wait_for_mail(self, recipient_id: str, timeout: float) -> bool:
         """Sleep until a send to the recipient (True) or the timeout (False); costs nothing while idle."""
         return await self._bell().wait(recipient_id, timeout)
@@ -1417,7 +1464,7 @@ class RedisTransport(Transport):
                     continue  # replayed from before the call
                 yield event
 
-    @_edge
+    @_edge_within(c.REDIS_GC_TIMEOUT)
     async def gc(self) -> GcReport:
         """Delete what outlived retention: offline peers, old mail, stale wake-up endpoints."""
         client = self._client()
