@@ -33,8 +33,8 @@ REDIS_BLOCK_MS: Final = 5_000
 # are short). Enforced per call, not as redis-py's socket_timeout: that one wraps
 # every command's write in a new task (asyncio.wait_for), a quarter of a send's CPU.
 REDIS_OP_TIMEOUT: Final = 10.0
-# gc walks every mailbox of the namespace.
-REDIS_GC_TIMEOUT: Final = 120.0
+# gc walks every mailbox of the namespace: it gets this many times as long.
+REDIS_GC_DEADLINE_FACTOR: Final = 12
 # The blocking connection's socket timeout on top of the block time.
 REDIS_SOCKET_TIMEOUT: Final = 10.0
 REDIS_CONNECT_TIMEOUT: Final = 5.0

@@ -599,12 +599,14 @@ def _note(event: str, level: str = "warning", **fields: Any) -> None:
 Op = Callable[Concatenate["RedisTransport", P], Coroutine[Any, Any, R]]
 
 
-def _edge_within(seconds: float | None) -> Callable[[Op[P, R]], Op[P, R]]:
-    """Convert redis exceptions into peers' own at the transport's edge, and bound the call's time."""
+def _edge_within(factor: float | None) -> Callable[[Op[P, R]], Op[P, R]]:
+    """Convert redis exceptions into peers' own at the transport's edge; bound the call to
+    ``factor`` times the transport's ``op_timeout`` (None: unbounded)."""
 
     def decorate(fn: Op[P, R]) -> Op[P, R]:
         @functools.wraps(fn)
         async def wrapper(self: RedisTransport, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            seconds = None if factor is None else self.op_timeout * factor
             try:
                 async with asyncio.timeout(seconds):
                     return await fn(self, *args, **kwargs)
@@ -621,7 +623,7 @@ def _edge_within(seconds: float | None) -> Callable[[Op[P, R]], Op[P, R]]:
     return decorate
 
 
-_edge = _edge_within(c.REDIS_OP_TIMEOUT)
+_edge = _edge_within(1)
 
 
 # -- doorbells ---------------------------------------------------------------------------
@@ -765,6 +767,8 @@ class RedisTransport(Transport):
         self._doorbell: _Doorbell | None = None
         self._scripts: dict[str, Any] = {}
         self._sends: Coalescer[Message, str] | None = None
+        # How long a call may take before the server counts as gone (see REDIS_OP_TIMEOUT).
+        self.op_timeout = c.REDIS_OP_TIMEOUT
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -1262,7 +1266,7 @@ class RedisTransport(Transport):
             flag = "1" if m.broadcast else "0"
             args.append("\0".join((*fields, flag, repr(m.sent_at), m.model_dump_json())))
         # Bounded here too: the batch may run in a task of its own, outside any caller's deadline.
-        async with asyncio.timeout(c.REDIS_OP_TIMEOUT):
+        async with asyncio.timeout(self.op_timeout):
             reply = await self._run("send", self._keys.registry, *args)
         lines = _s(reply).split("\n")
         out: list[str | Exception] = []
@@ -1464,7 +1468,7 @@ class RedisTransport(Transport):
                     continue  # replayed from before the call
                 yield event
 
-    @_edge_within(c.REDIS_GC_TIMEOUT)
+    @_edge_within(c.REDIS_GC_DEADLINE_FACTOR)
     async def gc(self) -> GcReport:
         """Delete what outlived retention: offline peers, old mail, stale wake-up endpoints."""
         client = self._client()

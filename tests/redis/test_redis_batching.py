@@ -1,0 +1,119 @@
+"""Sends that queue up while one is in flight share one script call on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from support import HOST, Opener, RedisProcess, make_message, make_peer
+
+from peers.errors import BackendUnavailable, InvalidInput, PeerNotFound
+from peers.transports.redis import RedisTransport
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
+
+
+async def script_calls(url: str) -> int:
+    """EVALSHA plus EVAL calls the server has run so far."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+
+@pytest.fixture
+async def opener(redis_server: RedisProcess, namespace: str) -> Any:
+    if not redis_server.running:
+        redis_server.start()
+    opener = Opener({"url": redis_server.url, "namespace": namespace, "host": HOST})
+    try:
+        yield opener
+    finally:
+        await opener.aclose()
+
+
+async def test_concurrent_sends_share_script_calls_and_each_lands_once(
+    opener: Opener, redis_server: RedisProcess, namespace: str
+) -> None:
+    t = await opener()
+    alice = await t.register(make_peer(namespace, name="alice"))
+    bob = await t.register(make_peer(namespace, name="bob"))
+    messages = [make_message(namespace, alice, bob, f"m{i}") for i in range(60)]
+
+    before = await script_calls(redis_server.url)
+    stored = await asyncio.gather(*(t.send(m) for m in messages))
+    calls = await script_calls(redis_server.url) - before
+
+    assert [m.id for m in stored] == [m.id for m in messages]
+    assert all(m.recipient_id == bob.id for m in stored)
+    # One script call per message would be 60; batches of queued sends take far fewer.
+    assert calls <= 10, f"{calls} script calls for 60 concurrent sends"
+    got = await t.fetch(bob.id, limit=100)
+    assert sorted(m.id for m in got) == sorted(m.id for m in messages)
+    # Per sender, the order of the calls is the order in the mailbox.
+    assert [m.id for m in got] == [m.id for m in messages]
+
+
+async def test_a_batch_settles_each_send_on_its_own(opener: Opener, namespace: str) -> None:
+    t = await opener()
+    alice = await t.register(make_peer(namespace, name="alice"))
+    bob = await t.register(make_peer(namespace, name="bob"))
+    ghost = make_peer(namespace, name="ghost")  # never registered
+    first = make_message(namespace, alice, bob, "first")
+    await t.send(first)
+    impostor = first.model_copy(update={"body": "not the same message"})
+    good = [make_message(namespace, alice, bob, f"ok{i}") for i in range(5)]
+
+    outcomes = await asyncio.gather(
+        t.send(good[0]),
+        t.send(make_message(namespace, alice, ghost, "to nobody")),
+        t.send(good[1]),
+        t.send(impostor),
+        t.send(first),  # a retry of a stored send: the same message, not a second one
+        *(t.send(m) for m in good[2:]),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[1], PeerNotFound) and ghost.id in str(outcomes[1])
+    assert isinstance(outcomes[3], InvalidInput) and first.id in str(outcomes[3])
+    assert not any(isinstance(o, BaseException) for i, o in enumerate(outcomes) if i not in (1, 3))
+    got = await t.fetch(bob.id, limit=100)
+    assert [m.body for m in got] == ["first", "ok0", "ok1", "ok2", "ok3", "ok4"]
+
+
+async def test_sends_to_a_frozen_server_fail_within_the_deadline_then_recover(
+    redis_spawner: Callable[..., RedisProcess], namespace: str
+) -> None:
+    server = redis_spawner("--save", "", "--appendonly", "no")
+    opener = Opener({"url": server.url, "namespace": namespace, "host": HOST})
+    try:
+        t = await opener()
+        assert isinstance(t, RedisTransport)
+        t.op_timeout = 0.5
+        alice = await t.register(make_peer(namespace, name="alice"))
+        bob = await t.register(make_peer(namespace, name="bob"))
+        server.pause()
+        try:
+            # One goes out at once, the rest queue behind it: all of them must give up.
+            outcomes = await asyncio.wait_for(
+                asyncio.gather(
+                    *(t.send(make_message(namespace, alice, bob, f"m{i}")) for i in range(5)),
+                    return_exceptions=True,
+                ),
+                timeout=10,
+            )
+        finally:
+            server.resume()
+        assert all(isinstance(o, BackendUnavailable) for o in outcomes), outcomes
+        assert "did not answer within 0.5 s" in str(outcomes[0])
+        # The connection that hung was dropped; the next send uses a fresh one.
+        after = make_message(namespace, alice, bob, "after")
+        assert (await t.send(after)).id == after.id
+        assert "after" in [m.body for m in await t.fetch(bob.id, limit=100)]
+    finally:
+        await opener.aclose()
