@@ -142,6 +142,14 @@ _PRELUDE_BODY = """
 local function log(...)
   return redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', ...)
 end
+-- A stream entry's field (entries are {id, {field, value, ...}}).
+local function field(entry, name)
+  local f = entry[2]
+  for i = 1, #f, 2 do
+    if f[i] == name then return f[i + 1] end
+  end
+  return nil
+end
 local function make_group(stream)
   -- MKSTREAM at 0: mail already in the stream is read too. BUSYGROUP is fine.
   redis.pcall('XGROUP', 'CREATE', stream, GROUP, '0', 'MKSTREAM')
@@ -191,13 +199,6 @@ local function before(a, b)
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
   if tonumber(am) ~= tonumber(bm) then return tonumber(am) < tonumber(bm) end
   return tonumber(as) < tonumber(bs)
-end
-local function field(entry, name)
-  local f = entry[2]
-  for i = 1, #f, 2 do
-    if f[i] == name then return f[i + 1] end
-  end
-  return nil
 end
 
 -- Move the previous holder's unacked mail into the claimant's mailbox, merged
@@ -457,6 +458,28 @@ if mode == 'unregister' and name == '' and redis.call('XLEN', MBOX .. id) == 0 t
   return 2
 end
 return 1
+"""
+
+# Remove a mailbox's mail sent before the cutoff, entries and message records,
+# in one step: an inheritance cannot move an entry in between and leave it
+# without its record. KEYS[1]: the mailbox. ARGV: cutoff (seconds since the
+# epoch, compared with each message's sent_at). Returns the removed ids.
+_EXPIRE = """
+local cutoff, removed = tonumber(ARGV[1]), {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local mid, body = field(entry, 'id'), field(entry, 'm')
+  if mid and body then
+    local ok, message = pcall(cjson.decode, body)
+    local sent = ok and type(message) == 'table' and tonumber(message['sent_at'])
+    if sent and sent < cutoff then
+      redis.call('XACK', KEYS[1], GROUP, entry[1])
+      redis.call('XDEL', KEYS[1], entry[1])
+      redis.call('DEL', MSG .. mid)
+      removed[#removed + 1] = mid
+    end
+  end
+end
+return removed
 """
 
 # Collect an offline peer past retention with no unread mail (that mail waits
@@ -844,6 +867,7 @@ class RedisTransport(Transport):
                     ("touch", _TOUCH),
                     ("offline", _OFFLINE),
                     ("collect", _COLLECT),
+                    ("expire", _EXPIRE),
                 )
             }
             self._doorbell = _Doorbell(self._rb, self._keys)
@@ -1481,21 +1505,8 @@ class RedisTransport(Transport):
 
         # Old unacked mail, from every mailbox (they hold only unacked entries).
         for peer, _ in pairs:
-            mailbox = self._keys.mailbox(peer.id)
-            old: list[tuple[str, str]] = []
-            for entry_id, fields in _entries(await client.xrange(mailbox, "-", "+")):
-                if fields is None or "m" not in fields:
-                    continue
-                message = Message.model_validate_json(fields["m"])
-                if message.sent_at < cutoff:
-                    old.append((entry_id, message.id))
-            if old:
-                async with client.pipeline(transaction=False) as pipe:
-                    pipe.xack(mailbox, c.REDIS_GROUP, *[e for e, _ in old])
-                    pipe.xdel(mailbox, *[e for e, _ in old])
-                    pipe.delete(*[self._keys.message(m) for _, m in old])
-                    await pipe.execute()
-                removed_messages.update(m for _, m in old)
+            expired = await self._run("expire", self._keys.mailbox(peer.id), repr(cutoff))
+            removed_messages.update(_s(m) for m in expired)
 
         # Offline peers past retention (reaped ones included: their last_seen is old).
         # The script re-checks each candidate and deletes it in one step: a send to
@@ -1515,8 +1526,21 @@ class RedisTransport(Transport):
         }
         if old_sends:
             # Delivered records usually expired already (their TTL ends with retention).
-            await client.delete(*[self._keys.message(m) for m in old_sends])
-            removed_messages |= old_sends
+            # Unread ones stay: their mailbox entry may have moved to a successor gc
+            # did not look at, and the next gc expires entry and record together.
+            # (A record read as delivered stays delivered, so reading first is safe.)
+            ordered = sorted(old_sends)
+            async with client.pipeline(transaction=False) as pipe:
+                for mid in ordered:
+                    pipe.hmget(self._keys.message(mid), "m", "acked_at")
+                states = await pipe.execute()
+            delivered = [mid for mid, (body, acked) in zip(ordered, states) if body and acked]
+            if delivered:
+                await client.delete(*[self._keys.message(m) for m in delivered])
+            # Gone now, whether this gc or the record's own TTL removed it.
+            removed_messages.update(
+                mid for mid, (body, acked) in zip(ordered, states) if acked or not body
+            )
         await client.xtrim(self._keys.log, minid=cutoff_id)
         # Doorbells are pub/sub channels: nothing stays behind to collect.
         return GcReport(peers_removed=peers_removed, messages_removed=len(removed_messages))

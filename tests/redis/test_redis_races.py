@@ -306,3 +306,34 @@ async def test_gc_deletes_every_key_of_an_old_offline_peer(store: Store, namespa
     got = await t.get_peer(live.id)
     assert got is not None and got.online
     assert await client.exists(k.name("stays")) == 1
+
+
+async def test_gc_expiring_mail_that_a_successor_inherits_keeps_entry_and_record_together(
+    store: Store, namespace: str
+) -> None:
+    """An inheritance that moves old mail just as gc expires it: all of it goes, or none."""
+    collector, client = await store(retention=1.0)
+    other, _ = await store(retention=1.0)
+    old = await collector.register(make_peer(namespace, name="old"))
+    sender = await other.register(make_peer(namespace))
+    stale = await other.send(make_message(namespace, sender, old, "stale"))
+    await collector.unregister(old.id)
+    await asyncio.sleep(1.2)  # the mail is now past retention
+    await other.heartbeat(sender.id)
+    heirs: list[Peer] = []
+
+    async def inherit() -> None:
+        heirs.append(await other.register(make_peer(namespace, name="old")))
+
+    keys = RedisKeys(namespace)
+    before_write(client, keys.mailbox(old.id), inherit)
+    await collector.gc()
+
+    assert len(heirs) == 1
+    moved = [m.id for m in await other.fetch(heirs[0].id)]
+    # Moved before gc looked: the heir holds it, entry and record (a later gc expires both).
+    assert moved == [stale.id]
+    assert await client.exists(keys.message(stale.id)) == 1
+    await collector.gc()
+    assert await other.fetch(heirs[0].id) == []
+    assert await client.exists(keys.message(stale.id)) == 0
