@@ -7,6 +7,7 @@ broadcast, reply checks, rate limits and the kill rules all live here.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -422,13 +423,19 @@ class PeersService:
         recipients = await self.list_peers(scope_, sender.peer)
         recipients = [p for p in recipients if p.id != sender.id]
         self._rate.check(sender.id, cost=max(1, len(recipients)))
+        # All at once: a transport stores sends that arrive together in one write
+        # (SQLite's group commit, one Redis script call).
+        outcomes = await asyncio.gather(
+            *(self.transport.send(self._message(sender, p, text, None, True)) for p in recipients),
+            return_exceptions=True,
+        )
         results = []
-        for peer in recipients:
-            try:
-                stored = await self.transport.send(self._message(sender, peer, text, None, True))
-            except PeerNotFound:
+        for peer, outcome in zip(recipients, outcomes, strict=True):
+            if isinstance(outcome, PeerNotFound):
                 continue  # left (and was removed) since it was listed: nobody to reach
-            results.append(SendResult(stored, peer, self._delivery(peer)))
+            if isinstance(outcome, BaseException):
+                raise outcome
+            results.append(SendResult(outcome, peer, self._delivery(peer)))
         return BroadcastResult(scope_, tuple(results))
 
     async def pending(self, peer_id: str, limit: int = c.FETCH_LIMIT) -> list[Message]:

@@ -1533,13 +1533,13 @@ class RedisTransport(Transport):
             async with client.pipeline(transaction=False) as pipe:
                 for mid in ordered:
                     pipe.hmget(self._keys.message(mid), "m", "acked_at")
-                states = await pipe.execute()
-            delivered = [mid for mid, (body, acked) in zip(ordered, states) if body and acked]
+                states = dict(zip(ordered, await pipe.execute(), strict=True))
+            delivered = [mid for mid, (body, acked) in states.items() if body and acked]
             if delivered:
                 await client.delete(*[self._keys.message(m) for m in delivered])
             # Gone now, whether this gc or the record's own TTL removed it.
             removed_messages.update(
-                mid for mid, (body, acked) in zip(ordered, states) if acked or not body
+                mid for mid, (body, acked) in states.items() if acked or not body
             )
         await client.xtrim(self._keys.log, minid=cutoff_id)
         # Doorbells are pub/sub channels: nothing stays behind to collect.

@@ -10,7 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 from support import HOST, Opener, RedisProcess, make_message, make_peer
 
+from peers.config import load_settings
 from peers.errors import BackendUnavailable, InvalidInput, PeerNotFound
+from peers.service import PeersService, Sender
 from peers.transports.redis import RedisTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
@@ -117,3 +119,22 @@ async def test_sends_to_a_frozen_server_fail_within_the_deadline_then_recover(
         assert "after" in [m.body for m in await t.fetch(bob.id, limit=100)]
     finally:
         await opener.aclose()
+
+
+async def test_a_broadcast_goes_out_in_a_few_script_calls(
+    opener: Opener, redis_server: RedisProcess, namespace: str
+) -> None:
+    t = await opener()
+    settings = load_settings(url=redis_server.url, namespace=namespace, host=HOST)
+    service = PeersService(t, settings)
+    sender = await t.register(make_peer(namespace, name="lead"))
+    team = [await t.register(make_peer(namespace, name=f"dev{i}")) for i in range(30)]
+
+    before = await script_calls(redis_server.url)
+    result = await service.broadcast(Sender.of(sender), "freeze main", "all")
+    calls = await script_calls(redis_server.url) - before
+
+    assert sorted(r.recipient.id for r in result.results) == sorted(p.id for p in team)
+    assert calls <= 4, f"{calls} script calls for a broadcast to 30 peers"
+    for peer in team:
+        assert [m.body for m in await t.fetch(peer.id)] == ["freeze main"]
