@@ -17,7 +17,8 @@ The sender (this process):
    time from the first send to the receiver's last ack. It runs once per
    ``--in-flight`` value: 1 is one send after another (each waits for its
    commit), 8 keeps eight sends outstanding, as a process with several busy
-   tasks would.
+   tasks would. With ``--senders 4`` four sender processes (four sessions)
+   share the N messages, each with that many sends in flight.
 
 ``--check`` exits with status 1 when a target is missed.
 """
@@ -69,6 +70,7 @@ class Plan:
     throughput_count: int
     body_bytes: int
     in_flight: tuple[int, ...]
+    senders: int
 
 
 def cpu_seconds() -> float:
@@ -141,6 +143,56 @@ def receiver_main(plan: Plan, out: Queue[tuple[str, Any]]) -> None:
         raise
 
 
+# -- extra senders (child processes, with --senders > 1) -------------------------------
+
+
+async def pump_messages(
+    transport: Any, me: Peer, plan: Plan, numbers: Any, in_flight: int, padding: str
+) -> None:
+    """Send the numbered messages, ``in_flight`` sends outstanding at a time."""
+
+    async def pump() -> None:
+        for i in numbers:
+            await transport.send(
+                Message(
+                    id=new_message_id(),
+                    namespace=plan.namespace,
+                    sender_id=me.id,
+                    sender_name=me.name,
+                    recipient_id=plan.receiver_id,
+                    body=f"{i} {padding}",
+                )
+            )
+
+    await asyncio.gather(*(pump() for _ in range(in_flight)))
+
+
+async def send_share(
+    plan: Plan, index: int, commands: Queue[int | None], out: Queue[tuple[str, Any]]
+) -> None:
+    settings = load_settings(url=plan.url, namespace=plan.namespace)
+    async with create_transport(settings) as transport:
+        me = await transport.register(make_peer(settings, new_peer_id(), f"bench-sender-{index}"))
+        out.put(("ready", None))
+        share = plan.throughput_count // plan.senders
+        padding = "x" * plan.body_bytes
+        while (in_flight := await asyncio.to_thread(commands.get)) is not None:
+            cpu_before = cpu_seconds()
+            await pump_messages(transport, me, plan, iter(range(share)), in_flight, padding)
+            out.put(("sent", {"done": time.time(), "cpu": cpu_seconds() - cpu_before}))
+        await transport.unregister(me.id)
+
+
+def sender_main(
+    plan: Plan, index: int, commands: Queue[int | None], out: Queue[tuple[str, Any]]
+) -> None:
+    try:
+        asyncio.run(send_share(plan, index, commands, out))
+    except BaseException as exc:
+        out.put(("error", f"sender {index}: {type(exc).__name__}: {exc}"))
+        raise
+
+
 # -- sender (this process) -----------------------------------------------------------
 
 
@@ -167,8 +219,17 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
+@dataclass
+class Senders:
+    """The sender child processes (none with --senders 1), their queues and their replies."""
+
+    procs: list[BaseProcess]
+    commands: list[Queue[int | None]]
+    out: Queue[tuple[str, Any]]
+
+
 async def run(
-    plan: Plan, proc: BaseProcess, out: Queue[tuple[str, Any]]
+    plan: Plan, proc: BaseProcess, out: Queue[tuple[str, Any]], senders: Senders
 ) -> tuple[dict[str, float], list[dict[str, float]]]:
     settings = load_settings(url=plan.url, namespace=plan.namespace)
     async with create_transport(settings) as transport:
@@ -198,25 +259,28 @@ async def run(
         for in_flight in plan.in_flight:
             print(
                 f"throughput: {plan.throughput_count} messages back to back, "
-                f"{in_flight} send(s) in flight"
+                f"{in_flight} send(s) in flight per sender, {plan.senders} sender(s)"
             )
-            # Several tasks share one counter; each sends one message at a time.
-            counter = iter(range(plan.throughput_count))
-
-            async def pump() -> None:
-                for i in counter:  # noqa: B023 - each phase awaits its pumps before the next
-                    await transport.send(message(f"{i} {padding}"))
-
             cpu_before = cpu_seconds()
             started = time.time()
-            await asyncio.gather(*(pump() for _ in range(in_flight)))
-            sent_at = time.time()
-            sender_cpu = cpu_seconds() - cpu_before
+            if senders.procs:
+                for commands in senders.commands:
+                    commands.put(in_flight)
+                shares = [await expect(senders.out, p, "sent") for p in senders.procs]
+                sent_at = max(share["done"] for share in shares)
+                sender_cpu = sum(share["cpu"] for share in shares)
+            else:
+                # Several tasks share one counter; each sends one message at a time.
+                counter = iter(range(plan.throughput_count))
+                await pump_messages(transport, me, plan, counter, in_flight, padding)
+                sent_at = time.time()
+                sender_cpu = cpu_seconds() - cpu_before
             result = await expect(out, proc, "throughput")
             elapsed = result["done"] - started
             phases.append(
                 {
                     "in_flight": in_flight,
+                    "senders": plan.senders,
                     "rate": result["received"] / elapsed,
                     "send_rate": plan.throughput_count / (sent_at - started),
                     "elapsed": elapsed,
@@ -253,7 +317,7 @@ def report(url: str, latency: dict[str, float], phases: list[dict[str, float]]) 
                 phase["rate"] >= rate_target,
             )
         )
-    print(f"\nbackend: {url}")
+    print(f"\nbackend: {url}  senders: {phases[0]['senders'] if phases else 1:.0f}")
     for label, value, target, ok in rows:
         print(f"  {label:<24} {value:>14}   target {target:<16} {'ok' if ok else 'MISSED'}")
     print(f"  latency max {latency['max_ms']:.2f} ms")
@@ -280,6 +344,12 @@ def main() -> int:
         default="1,8",
         help="comma-separated sends outstanding per throughput run (default 1,8)",
     )
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=1,
+        help="sender processes sharing the throughput messages (default 1)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
 
@@ -292,20 +362,36 @@ def main() -> int:
             receiver_id=new_peer_id(),
             latency_count=args.latency_count,
             latency_gap=args.latency_gap_ms / 1000,
-            throughput_count=args.throughput_count,
+            throughput_count=args.throughput_count // max(1, args.senders) * max(1, args.senders),
             body_bytes=args.body_bytes,
             in_flight=tuple(int(n) for n in args.in_flight.split(",")),
+            senders=args.senders,
         )
         ctx = multiprocessing.get_context("spawn")
         out: Queue[tuple[str, Any]] = ctx.Queue()
         proc = ctx.Process(target=receiver_main, args=(plan, out), daemon=True)
         proc.start()
+        senders = Senders([], [], ctx.Queue())
+        if plan.senders > 1:
+            for index in range(plan.senders):
+                commands: Queue[int | None] = ctx.Queue()
+                child = ctx.Process(
+                    target=sender_main, args=(plan, index, commands, senders.out), daemon=True
+                )
+                child.start()
+                senders.procs.append(child)
+                senders.commands.append(commands)
         try:
-            latency, phases = asyncio.run(run(plan, proc, out))
+            for child in senders.procs:
+                asyncio.run(expect(senders.out, child, "ready"))
+            latency, phases = asyncio.run(run(plan, proc, out, senders))
         finally:
-            proc.join(timeout=30)
-            if proc.is_alive():
-                proc.terminate()
+            for commands in senders.commands:
+                commands.put(None)
+            for child in [*senders.procs, proc]:
+                child.join(timeout=30)
+                if child.is_alive():
+                    child.terminate()
     met = report(url, latency, phases)
     return 1 if args.check and not met else 0
 

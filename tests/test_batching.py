@@ -147,6 +147,29 @@ async def test_close_fails_waiting_and_in_flight_calls_and_refuses_new_ones() ->
     assert store.batches == [[0], [1]]
 
 
+async def test_busy_callers_keep_riding_full_batches() -> None:
+    """Four tasks sending one after another: once busy, every batch carries all four."""
+    batches: list[list[int]] = []
+
+    async def flush(items: Sequence[int]) -> list[int | Exception]:
+        batches.append(list(items))
+        await asyncio.sleep(0)  # the round trip
+        return list(items)
+
+    coalescer = Coalescer(flush, max_batch=8)
+
+    async def pump(start: int) -> None:
+        for i in range(start, start + 6):
+            assert await coalescer.submit(i) == i
+
+    await asyncio.gather(*(pump(100 * n) for n in range(4)))
+    assert sorted(i for b in batches for i in b) == sorted(
+        i for n in range(4) for i in range(100 * n, 100 * n + 6)
+    )
+    # The first call goes alone; after that the four share each batch (not 1, 3, 1, 3...).
+    assert [len(b) for b in batches[1:-1]] == [4] * (len(batches) - 2), batches
+
+
 def test_max_batch_must_be_positive() -> None:
     async def flush(items: Sequence[int]) -> list[int | Exception]:
         return list(items)
