@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import anyio
 import mcp_types as types
@@ -36,6 +36,7 @@ from peers.log import get_logger
 from peers.models import Message, Peer, ReceiveMode
 from peers.service import PeersService, Sender
 from peers.session import Session
+from peers.stdio import event_loop_stdio
 from peers.transports import create_transport
 from peers.views import iso, message_json, peer_json
 
@@ -546,7 +547,13 @@ async def run_server(settings: Settings) -> None:
             with contextlib.suppress(PeersError):
                 await session.service.transport.close()
 
-    async with stdio_server() as (read_stream, write_stream):
+    async with (
+        event_loop_stdio() as streams,
+        stdio_server(*(cast(Any, s) for s in streams or (None, None))) as (
+            read_stream,
+            write_stream,
+        ),
+    ):
         writer = _TrackedWriter(write_stream)
         dispatcher = JSONRPCDispatcher(
             read_stream, writer, inline_methods=frozenset({"initialize"})
@@ -561,8 +568,8 @@ async def run_server(settings: Settings) -> None:
                     # A notification handed to the stdout writer just before is
                     # written by its own task: give it a moment to flush.
                     await anyio.sleep(0.1)
-                    # The SDK reads stdin in a worker thread that no cancellation can
-                    # interrupt, so a clean return would hang until stdin closes.
+                    # Where the SDK reads stdin in a worker thread (stdin not a pipe),
+                    # no cancellation interrupts it: a clean return would hang.
                     sys.stderr.flush()
                     os._exit(0)
 

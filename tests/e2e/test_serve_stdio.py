@@ -1,0 +1,162 @@
+"""The wire of ``peers serve``: pipes on the event loop, other stdin kinds, full pipes, long lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+import pytest
+
+from peers.config import load_settings
+from peers.ids import new_message_id, new_peer_id
+from peers.mcpclient import serve_command
+from peers.models import Message, Peer
+from peers.stdio import LineReader
+from peers.transports import create_transport
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+def initialize(client: str = "claude-code", channel: bool = True) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"experimental": {"claude/channel": {}}} if channel else {},
+            "clientInfo": {"name": client, "version": "1"},
+        },
+    }
+
+
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+WHOAMI = {
+    "jsonrpc": "2.0",
+    "id": 2,
+    "method": "tools/call",
+    "params": {"name": "whoami", "arguments": {}},
+}
+
+
+@pytest.fixture
+def env(tmp_path: Path, namespace: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PEERS_URL": f"sqlite:///{tmp_path}/peers.db",
+        "PEERS_NAMESPACE": namespace,
+        "PEERS_LOG_LEVEL": "debug",
+        "CLAUDE_PROJECT_DIR": str(tmp_path),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
+
+
+def lines(*messages: dict[str, Any]) -> bytes:
+    return b"".join(json.dumps(m).encode() + b"\n" for m in messages)
+
+
+def read_reply(stdout: IO[bytes], request_id: int) -> dict[str, Any]:
+    """The next line answering ``request_id`` (notifications before it are skipped)."""
+    while True:
+        line = stdout.readline()
+        assert line, "stdout closed before the reply"
+        message: dict[str, Any] = json.loads(line)
+        if message.get("id") == request_id:
+            return message
+
+
+def test_stdin_from_a_file_is_served_too(env: dict[str, str], tmp_path: Path) -> None:
+    """Not a pipe: the SDK's threaded reader takes it, and EOF still ends the server."""
+    requests = tmp_path / "requests.jsonl"
+    requests.write_bytes(lines(initialize("codex-mcp-client", channel=False), INITIALIZED, WHOAMI))
+    command, args = serve_command()
+    with requests.open("rb") as stdin:
+        out = subprocess.run(
+            [command, *args], stdin=stdin, capture_output=True, env=env, timeout=60, check=True
+        )
+    replies = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    assert all(r["jsonrpc"] == "2.0" for r in replies)
+    assert replies[0]["id"] == 1 and replies[0]["result"]["serverInfo"]["name"] == "peers"
+    # EOF right behind the tool call ends the session: the call is answered, if only
+    # with "connection closed".
+    assert [r["id"] for r in replies[1:]] == [2]
+
+
+async def test_pushes_through_a_full_pipe_arrive_whole_and_in_order(
+    env: dict[str, str], tmp_path: Path, namespace: str
+) -> None:
+    """The client stops reading while more than a pipe's worth of pushes is written."""
+    command, args = serve_command()
+    proc = subprocess.Popen(
+        [command, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "serve.log", "w"),  # noqa: SIM115 - closed with the process
+        env={**env, "PEERS_NAME": "reader"},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(lines(initialize(), INITIALIZED, WHOAMI))
+        proc.stdin.flush()
+        me = read_reply(proc.stdout, 2)["result"]["structuredContent"]
+
+        settings = load_settings(url=env["PEERS_URL"], namespace=namespace)
+        bodies = [f"{i}:" + chr(ord("a") + i) * (32 * 1024 - 10) for i in range(8)]
+        async with create_transport(settings) as store:
+            sender = await store.register(
+                Peer(id=new_peer_id(), namespace=namespace, name="writer", host=settings.host,
+                     pid=os.getpid(), cwd=str(tmp_path))
+            )  # fmt: skip
+            for body in bodies:
+                await store.send(
+                    Message(
+                        id=new_message_id(),
+                        namespace=namespace,
+                        sender_id=sender.id,
+                        sender_name=sender.name,
+                        recipient_id=me["id"],
+                        body=body,
+                    )
+                )
+            # 8 x 32 KiB is four times a pipe's buffer: the server is blocked on
+            # writing now. Wait until it pushed what fits, then read everything.
+            with anyio.fail_after(30):
+                while (await store.pending_counts()).get(me["id"], 0) > 6:
+                    await anyio.sleep(0.05)
+
+            got: list[str] = []
+            with anyio.fail_after(60):
+                while len(got) < len(bodies):
+                    line = await asyncio.to_thread(proc.stdout.readline)
+                    assert line, "stdout closed early"
+                    message = json.loads(line)
+                    if message.get("method") == "notifications/claude/channel":
+                        got.append(message["params"]["content"])
+            assert got == bodies
+            with anyio.fail_after(30):
+                while await store.pending_counts():
+                    await anyio.sleep(0.05)
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+
+
+async def test_a_line_over_the_limit_is_dropped_and_the_next_one_read() -> None:
+    stream = asyncio.StreamReader(limit=64)
+    reader = LineReader(stream)
+    stream.feed_data(b"x" * 200 + b"\n" + b'{"ok": true}\n')
+    stream.feed_eof()
+    got = [line async for line in reader]
+    assert got == ["line too long\n", '{"ok": true}\n']
+
+
+async def test_a_line_that_is_not_utf8_is_read_with_replacements() -> None:
+    stream = asyncio.StreamReader()
+    stream.feed_data(b'{"a": "\xff"}\n')
+    stream.feed_eof()
+    assert [line async for line in LineReader(stream)] == ['{"a": "\ufffd"}\n']
