@@ -94,10 +94,13 @@ def free_port() -> int:
 class RedisProcess:
     """A real redis-server child process on its own port and data directory."""
 
-    def __init__(self, port: int, data_dir: Path, args: list[str]) -> None:
+    def __init__(
+        self, port: int, data_dir: Path, args: list[str], config: Path | None = None
+    ) -> None:
         self.port = port
         self.dir = data_dir
         self.args = args
+        self.config = config  # a redis.conf, loaded first (the arguments override it)
         self.url = f"redis://127.0.0.1:{port}/0"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -112,7 +115,8 @@ class RedisProcess:
         if binary is None:
             pytest.skip("redis-server not found on PATH; .ci/run installs it")
         self._proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+            [binary, *([str(self.config)] if self.config else []),
+             "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
              "--logfile", str(self.dir / "redis.log"), *self.args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
