@@ -72,8 +72,14 @@ class RedisKeys:
         return f"{self.prefix}ring:{peer_id}"
 
     def wake_channel(self, peer_id: str) -> str:
-        """Pub/sub channel: a payload-free doorbell rung after a send.
-
-        The only channel: events are read from the log stream (see peers.transports.redis).
-        """
+        """Pub/sub channel: a payload-free doorbell rung after a send."""
         return f"{self.prefix}wake:{peer_id}"
+
+    @property
+    def events_channel(self) -> str:
+        """Pub/sub channel: every log entry as it is written (``[entry id, [field, value...]]``).
+
+        The live carrier of events; a reader that lost its connection catches up
+        from the log stream, from the last entry id it saw.
+        """
+        return f"{self.prefix}events"

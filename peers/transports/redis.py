@@ -10,12 +10,16 @@ Supports
     Push is a payload-free pub/sub doorbell per recipient, rung by a send
     unless an earlier ring is still waiting for the recipient's next fetch;
     the streams stay the source of truth, so a missed doorbell costs only the
-    caller's safety re-check. Events are read with XREAD BLOCK from a capped
-    log stream, which also backs history, and are not published on a pub/sub
-    channel: the scripts that change state append to the log in the same
-    step, so events come in commit order (a message event names the final
-    recipient), and a reader that loses its connection resumes from the last
-    entry it read, where pub/sub would drop whatever happened meanwhile.
+    caller's safety re-check. Each peer served here has its own doorbell
+    connection, read by one task (redis-py's pub/sub is not safe to share
+    between tasks while it reconnects). Events (join, leave, summary, rename,
+    message) are appended to a capped log stream, which also backs history,
+    by the scripts that change state, in the same step, and published on the
+    namespace's events channel: they come in commit order (a message event
+    names the final recipient). A reader takes them from the channel and,
+    whenever its subscription is confirmed (first, and after a reconnect),
+    reads the log from the last entry it handled, so what pub/sub dropped
+    meanwhile still arrives, once. Concurrent sends share one script call.
     Liveness is a key per live peer with a TTL of ``peer_ttl`` (plus a pid
     check for peers on this host), listed through a sorted-set registry,
     never KEYS or SCAN. Registration and name claims, peer updates, sends
@@ -139,8 +143,11 @@ R = TypeVar("R")
 # the namespace, which routes the script to its slot.
 
 _PRELUDE_BODY = """
+-- Append an event to the log and publish it, entry id included, for live readers.
 local function log(...)
-  return redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', ...)
+  local id = redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', ...)
+  redis.call('PUBLISH', EVENTS, cjson.encode({id, {...}}))
+  return id
 end
 -- A stream entry's field (entries are {id, {field, value, ...}}).
 local function field(entry, name)
@@ -174,6 +181,7 @@ def _prelude(keys: RedisKeys) -> str:
         "WAKE": keys.wake_channel(""),
         "REGISTRY": keys.registry,
         "LOG": keys.log,
+        "EVENTS": keys.events_channel,
         "GROUP": c.REDIS_GROUP,
         # One consumer per mailbox: every instance of the recipient sees the same pending list.
         "CONSUMER": "mail",
@@ -537,6 +545,12 @@ def _entries(reply: Any) -> list[tuple[str, dict[str, str] | None]]:
     return out
 
 
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a comparable pair (milliseconds, sequence)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _entry_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
@@ -652,86 +666,27 @@ _edge = _edge_within(1)
 # -- doorbells ---------------------------------------------------------------------------
 
 
-class _Doorbell:
-    """One pub/sub connection carrying the wake channels of the peers this instance serves.
+class _Bell:
+    """One peer's doorbell: its own pub/sub connection, read by its own task only.
 
-    Subscribed when a peer registers here (or at its first wait) and kept, so a
-    ring that comes while nobody waits stays set until the next wait.
+    redis-py's PubSub is not safe to use from two tasks while it reconnects (a
+    subscribe racing with the reader's reconnect fails in odd ways), so after
+    the first subscribe nothing but the reader touches the connection.
     """
 
-    def __init__(self, client: Redis, keys: RedisKeys) -> None:
-        self._client = client
-        self._keys = keys
-        self._stem = keys.wake_channel("")
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._rung: dict[str, asyncio.Event] = {}
-        self._confirmed: dict[str, asyncio.Event] = {}
+    def __init__(self, pubsub: PubSub) -> None:
+        self.pubsub = pubsub
+        self.rung = asyncio.Event()
+        self.confirmed = asyncio.Event()
+        self.reader: asyncio.Task[None] | None = None
 
-    def has(self, peer_id: str) -> bool:
-        return peer_id in self._rung
-
-    async def add(self, peer_id: str) -> None:
-        if peer_id in self._rung:
-            return
-        self._rung[peer_id] = asyncio.Event()
-        channel = self._keys.wake_channel(peer_id)
-        confirmed = self._confirmed[channel] = asyncio.Event()
-        try:
-            if self._pubsub is None:
-                self._pubsub = self._client.pubsub(ignore_subscribe_messages=False)
-            await self._pubsub.subscribe(channel)
-        except BaseException:
-            self._rung.pop(peer_id, None)
-            self._confirmed.pop(channel, None)
-            raise
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._read(), name="peers-redis-doorbell")
-        # A send right after register() returns must find the subscription in place.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(confirmed.wait(), _SUBSCRIBE_CONFIRM)
-
-    async def remove(self, peer_id: str) -> None:
-        if self._rung.pop(peer_id, None) is None:
-            return
-        channel = self._keys.wake_channel(peer_id)
-        self._confirmed.pop(channel, None)
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(channel)
-
-    async def wait(self, peer_id: str, timeout: float) -> bool:
-        await self.add(peer_id)
-        rung = self._rung[peer_id]
-        if not rung.is_set():
-            try:
-                await asyncio.wait_for(rung.wait(), max(timeout, 0.0))
-            except TimeoutError:
-                return False
-        rung.clear()
-        return True
-
-    async def close(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            # Whatever ended the reader, closing goes on.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-        pubsub, self._pubsub = self._pubsub, None
-        if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
-        for rung in self._rung.values():
-            rung.set()  # release waiters: they re-fetch and find the transport closed
-        self._rung.clear()
-
-    async def _read(self) -> None:
+    async def read(self) -> None:
         failures = 0
-        while self._pubsub is not None:
+        while True:
             try:
                 # A timeout (not a blocking read) so that health checks run while idle.
-                message = await self._pubsub.get_message(timeout=c.REDIS_BLOCK_MS / 1000)
+                # redis-py reconnects and re-subscribes by itself, in this task.
+                message = await self.pubsub.get_message(timeout=c.REDIS_BLOCK_MS / 1000)
             except (RedisError, OSError) as exc:
                 failures += 1
                 if failures == 1:
@@ -742,26 +697,81 @@ class _Doorbell:
             if failures:
                 _note("redis doorbell connection back", level="info", attempts=failures)
             failures = 0
-            if message is not None:
-                self._dispatch(message)
+            kind = _s(message.get("type")) if message else ""
+            if kind == "message":
+                self.rung.set()
+            elif kind == "subscribe":
+                if self.confirmed.is_set():
+                    # Re-subscribed after a reconnect: a ring may have been lost meanwhile.
+                    self.rung.set()
+                self.confirmed.set()
 
-    def _dispatch(self, message: Mapping[str, Any]) -> None:
-        kind = _s(message.get("type"))
-        channel = _s(message.get("channel"))
-        if not channel.startswith(self._stem):
+    async def close(self) -> None:
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.cancel()
+            # Whatever ended the reader, closing goes on.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+        with contextlib.suppress(RedisError, OSError):
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        self.rung.set()  # release waiters: they re-fetch and find the transport closed
+
+
+class _Doorbell:
+    """The wake channels of the peers this instance serves, one pub/sub connection each.
+
+    Subscribed when a peer registers here (or at its first wait) and kept, so a
+    ring that comes while nobody waits stays set until the next wait.
+    """
+
+    def __init__(self, client: Redis, keys: RedisKeys) -> None:
+        self._client = client
+        self._keys = keys
+        self._bells: dict[str, _Bell] = {}
+
+    def has(self, peer_id: str) -> bool:
+        return peer_id in self._bells
+
+    async def add(self, peer_id: str) -> None:
+        if peer_id in self._bells:
             return
-        rung = self._rung.get(channel[len(self._stem) :])
-        if kind == "message":
-            if rung is not None:
-                rung.set()
-        elif kind == "subscribe":
-            confirmed = self._confirmed.get(channel)
-            if confirmed is None:
-                return
-            if confirmed.is_set() and rung is not None:
-                # Re-subscribed after a reconnect: a ring may have been lost meanwhile.
-                rung.set()
-            confirmed.set()
+        bell = self._bells[peer_id] = _Bell(self._client.pubsub(ignore_subscribe_messages=False))
+        try:
+            await bell.pubsub.subscribe(self._keys.wake_channel(peer_id))
+        except BaseException:
+            del self._bells[peer_id]
+            with contextlib.suppress(RedisError, OSError):
+                await bell.pubsub.aclose()  # type: ignore[no-untyped-call]
+            raise
+        bell.reader = asyncio.create_task(bell.read(), name=f"peers-redis-doorbell-{peer_id}")
+        # A send right after register() returns must find the subscription in place.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(bell.confirmed.wait(), _SUBSCRIBE_CONFIRM)
+
+    async def remove(self, peer_id: str) -> None:
+        bell = self._bells.pop(peer_id, None)
+        if bell is not None:
+            await bell.close()
+
+    async def wait(self, peer_id: str, timeout: float) -> bool:
+        await self.add(peer_id)
+        bell = self._bells.get(peer_id)
+        if bell is None:
+            return True  # closed meanwhile: the caller re-fetches and finds out
+        rung = bell.rung
+        if not rung.is_set():
+            try:
+                await asyncio.wait_for(rung.wait(), max(timeout, 0.0))
+            except TimeoutError:
+                return False
+        rung.clear()
+        return True
+
+    async def close(self) -> None:
+        bells, self._bells = self._bells, {}
+        for bell in bells.values():
+            await bell.close()
 
 
 # -- the transport -----------------------------------------------------------------------
@@ -1455,42 +1465,76 @@ class RedisTransport(Transport):
         return self._event_stream(time.time())
 
     async def _event_stream(self, since: float) -> AsyncIterator[Event]:
-        # XREAD BLOCK on the log stream (why not pub/sub: see the module docstring);
-        # the cursor is the last entry read, so a reconnect loses nothing.
+        # Live events come by pub/sub: every log() in a script publishes its entry.
+        # Whenever the subscription is confirmed (first, and after each reconnect)
+        # the log stream fills in what the channel did not carry: before the
+        # subscription, or while it was down. The cursor is the last entry id
+        # handled, so nothing is lost and nothing comes twice.
         since_ms = int(since * 1000)
-        cursor = f"{max(0, since_ms - _EVENT_REPLAY_MS)}-0"
+        cursor = _stream_id(f"{max(0, since_ms - _EVENT_REPLAY_MS)}-0")
+        client = self._rb
+        if client is None:
+            return  # transport closed
+        pubsub = client.pubsub(ignore_subscribe_messages=False)
+        catch_up = False
         failures = 0
-        while True:
-            client = self._rb
-            if client is None:
-                return  # transport closed
-            try:
-                reply = await client.xread(
-                    {self._keys.log: cursor}, count=_EVENT_BATCH, block=c.REDIS_BLOCK_MS
-                )
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                # The cursor makes a retry lossless; give up only on a long outage.
-                failures += 1
-                if failures > _EVENT_RETRIES:
+        try:
+            while self._rb is not None:
+                batch: list[tuple[str, dict[str, str] | None]] = []
+                try:
+                    if not pubsub.subscribed:
+                        await pubsub.subscribe(self._keys.events_channel)
+                    if catch_up:
+                        batch = await self._log_after(client, cursor)
+                        catch_up = False
+                    else:
+                        message = await pubsub.get_message(timeout=c.REDIS_BLOCK_MS / 1000)
+                        kind = _s(message.get("type")) if message else ""
+                        if kind == "subscribe":
+                            catch_up = True
+                        elif kind == "message" and message is not None:
+                            entry_id, flat = json.loads(_s(message["data"]))
+                            batch = [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))]
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    # The cursor makes a retry lossless; give up only on a long outage.
+                    failures += 1
+                    if failures > _EVENT_RETRIES:
+                        raise self._convert(exc) from exc
+                    _note("redis event stream interrupted; retrying", error=str(exc))
+                    await asyncio.sleep(
+                        min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2**failures)
+                    )
+                    continue
+                except RedisError as exc:
                     raise self._convert(exc) from exc
-                _note("redis event stream interrupted; retrying", error=str(exc))
-                await asyncio.sleep(
-                    min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2**failures)
-                )
-                continue
-            except RedisError as exc:
-                raise self._convert(exc) from exc
-            failures = 0
-            for entry_id, fields in _entries(reply):
-                cursor = entry_id
-                if fields is None:
-                    continue
-                event = _event_from_log(fields)
-                if event is None:
-                    continue
-                if _entry_ms(entry_id) <= since_ms + _EVENT_REPLAY_MS and event.at < since:
-                    continue  # replayed from before the call
-                yield event
+                failures = 0
+                for entry_id, fields in batch:
+                    position = _stream_id(entry_id)
+                    if position <= cursor:
+                        continue  # seen already (by the log, then the channel, or back)
+                    cursor = position
+                    event = _event_from_log(fields) if fields is not None else None
+                    if event is None:
+                        continue
+                    if _entry_ms(entry_id) <= since_ms + _EVENT_REPLAY_MS and event.at < since:
+                        continue  # replayed from before the call
+                    yield event
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _log_after(
+        self, client: Redis, cursor: tuple[int, int]
+    ) -> list[tuple[str, dict[str, str] | None]]:
+        """Every log entry after ``cursor``, oldest first."""
+        out: list[tuple[str, dict[str, str] | None]] = []
+        start = f"({cursor[0]}-{cursor[1]}"
+        while True:
+            page = _entries(await client.xrange(self._keys.log, start, "+", count=_EVENT_BATCH))
+            out += page
+            if len(page) < _EVENT_BATCH:
+                return out
+            start = f"({page[-1][0]}"
 
     @_edge_within(c.REDIS_GC_DEADLINE_FACTOR)
     async def gc(self) -> GcReport:
