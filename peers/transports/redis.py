@@ -793,8 +793,8 @@ class RedisTransport(Transport):
         self._retention = settings.retention
         self._given = client
         self._url = redact_url(settings.url) if client is None else _describe(client, settings)
-        # Commands, and a second client for pub/sub and XREAD BLOCK whose socket
-        # timeout outlasts the block time (redis-py raises otherwise).
+        # Commands, and a second client for pub/sub (doorbells, events) whose socket
+        # timeout outlasts its reads' wait (redis-py raises otherwise).
         self._r: Redis | None = None
         self._rb: Redis | None = None
         self._doorbell: _Doorbell | None = None

@@ -82,7 +82,6 @@ async def permission_checks(client: Redis, keys: RedisKeys) -> list[Check]:
         await probe("XLEN", lambda: run("XLEN", x))
         await probe("XRANGE", lambda: run("XRANGE", x, "-", "+", "COUNT", 1))
         await probe("XREVRANGE", lambda: run("XREVRANGE", x, "+", "-", "COUNT", 1))
-        await probe("XREAD", lambda: run("XREAD", "COUNT", 1, "STREAMS", x, "0"))
         await probe("XTRIM", lambda: run("XTRIM", x, "MAXLEN", "~", 1000))
         await probe("PUBLISH", lambda: run("PUBLISH", ch, ""))
         script = "return redis.call('EXISTS', KEYS[1])"
