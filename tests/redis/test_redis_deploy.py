@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from redis_helpers import ACL_FILE, REPO, example_password, peers_url
 from support import HOST, Opener, RedisProcess, free_port, make_message, make_peer
 
 from peers.models import CheckStatus
+from peers.transports import check_scheme
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
 
@@ -65,3 +68,28 @@ def test_compose_mounts_the_shipped_files_and_checks_health_with_their_password(
     assert "aclfile /usr/local/etc/redis/users.acl" in (DEPLOY / "redis.conf").read_text()
     health = re.search(r"--user peers --pass (\S+) ping", compose)
     assert health is not None and health.group(1) == example_password()
+
+
+def test_the_devcontainer_points_its_sessions_at_the_shared_redis() -> None:
+    """What no engine runs here is checked for consistency: files, service names, URL."""
+    folder = REPO / "deploy" / "devcontainer"
+    compose = (folder / "compose.yaml").read_text()
+    jsonc = (folder / "devcontainer.json").read_text()
+    config = json.loads(
+        "\n".join(line for line in jsonc.splitlines() if not line.strip().startswith("//"))
+    )
+    assert (folder / config["dockerComposeFile"]).is_file()
+    services = set(re.findall(r"^  (\w[\w-]*):\s*$", compose, re.MULTILINE))
+    assert {config["service"], *config["runServices"]} <= services
+    # Both places give container sessions the same URL: user peers, the ACL's
+    # password, the compose service name as host.
+    urls = {config["remoteEnv"]["PEERS_URL"], *re.findall(r"PEERS_URL:\s*(\S+)", compose)}
+    assert len(urls) == 1
+    url = urlsplit(urls.pop())
+    assert (url.scheme, url.username, url.password) == ("redis", "peers", example_password())
+    assert url.hostname in services and url.port == 6379
+    assert check_scheme(f"{url.scheme}://x") == "redis"
+    # The Redis service loads deploy/redis's files, which the test above runs.
+    for mount in re.findall(r"- (\.\./redis/[\w.]+):", compose):
+        assert (folder / mount).resolve().is_file(), mount
+    assert "--pass " + example_password() in compose
