@@ -2,15 +2,19 @@
 
 The MCP SDK's ``stdio_server`` reads every line and writes every message
 through a worker thread (``anyio.wrap_file``): three thread hops for a push,
-about half a millisecond. When both ends are pipes or sockets (as under every
-MCP client) they become asyncio pipe transports here instead, and the SDK keeps
-the framing and parsing (its ``stdio_server`` takes the two streams). Anything
-else (a file, a terminal, whose non-blocking mode would leak to the shell)
-keeps the SDK's own threads.
+about half a millisecond. When stdin and stdout are two different pipes (as
+under every MCP client) they become asyncio pipe transports here instead, and
+the SDK keeps the framing and parsing (its ``stdio_server`` takes the two
+streams). Anything else keeps the SDK's own threads: a file or a terminal
+(epoll cannot watch a file, and a terminal shared with a shell must not turn
+non-blocking), and sockets, where one socket serving as both stdin and stdout
+(inetd style) would look closed to asyncio's write transport as soon as the
+client writes. The pipes' open file descriptions are shared with whoever
+launched the server, so they are put back into blocking mode at the end.
 
-As the SDK does for its own streams, fd 0 and 1 are pointed elsewhere while
-serving (the null device, stderr): a child process or a stray print cannot
-write on the wire or steal its input.
+As the SDK does for its own streams, fd 0 and 1 are pointed elsewhere from
+then on (the null device, stderr; the process ends when serving does): a child
+process or a stray print cannot write on the wire or steal its input.
 """
 
 from __future__ import annotations
@@ -69,12 +73,16 @@ class LineWriter:
         await self._stream.drain()
 
 
-def _pipe_like(fd: int) -> bool:
+def _two_pipes(read_fd: int, write_fd: int) -> bool:
     try:
-        mode = os.fstat(fd).st_mode
+        read_st, write_st = os.fstat(read_fd), os.fstat(write_fd)
     except OSError:
         return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    return (
+        stat.S_ISFIFO(read_st.st_mode)
+        and stat.S_ISFIFO(write_st.st_mode)
+        and (read_st.st_dev, read_st.st_ino) != (write_st.st_dev, write_st.st_ino)
+    )
 
 
 def _divert(fd: int, target: int) -> None:
@@ -84,32 +92,40 @@ def _divert(fd: int, target: int) -> None:
 
 @contextlib.asynccontextmanager
 async def event_loop_stdio() -> AsyncIterator[tuple[LineReader, LineWriter] | None]:
-    """stdin and stdout as event-loop streams, or None when they are not pipes (use the SDK's)."""
-    if not (_pipe_like(0) and _pipe_like(1)):
+    """stdin and stdout as event-loop streams, or None when they are not two pipes (use the SDK's)."""
+    if not _two_pipes(0, 1):
         yield None
         return
     loop = asyncio.get_running_loop()
     # Private duplicates carry the wire; fd 0 and 1 are then pointed away from it.
-    wire_in = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
-    wire_out = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3)
-    reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
-    read_transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(wire_in, "rb", buffering=0)
-    )
-    write_transport, write_protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(wire_out, "wb", buffering=0)
-    )
-    # drain() then waits until the pipe took every byte, like a blocking write.
-    write_transport.set_write_buffer_limits(high=0)
-    writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
-    devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    wire_in = os.fdopen(fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3), "rb", buffering=0)
+    wire_out = os.fdopen(fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 3), "wb", buffering=0)
+    transports: list[asyncio.BaseTransport] = []
     try:
-        _divert(0, devnull)
-        _divert(1, 2)
-    finally:
-        os.close(devnull)
-    try:
+        reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
+        read_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), wire_in
+        )
+        transports.append(read_transport)
+        write_transport, write_protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, wire_out
+        )
+        transports.append(write_transport)
+        # drain() then waits until the pipe took every byte, like a blocking write.
+        write_transport.set_write_buffer_limits(high=0)
+        writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _divert(0, devnull)
+            _divert(1, 2)
+        finally:
+            os.close(devnull)
         yield LineReader(reader), LineWriter(writer)
     finally:
-        read_transport.close()
-        write_transport.close()
+        for wire in (wire_in, wire_out):
+            with contextlib.suppress(OSError, ValueError):
+                os.set_blocking(wire.fileno(), True)  # the launcher shares these descriptions
+        for transport in transports:
+            transport.close()  # closes its file too
+        for wire in (wire_in, wire_out)[len(transports) :]:
+            wire.close()  # set up only partly: no transport took it

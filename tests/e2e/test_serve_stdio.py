@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import IO, Any
@@ -85,6 +86,23 @@ def test_stdin_from_a_file_is_served_too(env: dict[str, str], tmp_path: Path) ->
     # EOF right behind the tool call ends the session: the call is answered, if only
     # with "connection closed".
     assert [r["id"] for r in replies[1:]] == [2]
+
+
+def test_one_socket_as_stdin_and_stdout_is_served_too(env: dict[str, str], tmp_path: Path) -> None:
+    """inetd style: the SDK's threads take it (asyncio would see the socket as closed)."""
+    ours, theirs = socket.socketpair()
+    command, args = serve_command()
+    with ours, open(tmp_path / "serve.log", "w") as log:
+        proc = subprocess.Popen([command, *args], stdin=theirs, stdout=theirs, stderr=log, env=env)
+        theirs.close()
+        try:
+            ours.sendall(lines(initialize("codex-mcp-client", channel=False), INITIALIZED, WHOAMI))
+            stdout = ours.makefile("rb")
+            assert read_reply(stdout, 1)["result"]["serverInfo"]["name"] == "peers"
+            assert read_reply(stdout, 2)["result"]["structuredContent"]["id"]
+        finally:
+            ours.shutdown(socket.SHUT_WR)  # EOF on its stdin
+            assert proc.wait(timeout=30) == 0
 
 
 async def test_pushes_through_a_full_pipe_arrive_whole_and_in_order(
