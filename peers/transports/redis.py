@@ -348,8 +348,8 @@ return out
 # sender id, sender name, broadcast ('1' | '0'), sent_at and the message json,
 # joined by NUL (which none of them holds: JSON escapes it, the rest are
 # sanitised). One value rather than seven: the client packs each value separately.
-# Returns one line per message: the final recipient's id, or '!nopeer' or
-# '!conflict' (one string: the client parses it in one piece).
+# Returns one line per message: the final recipient's id, or '!nopeer',
+# '!conflict' or '!error <reply>' (one string: the client parses it in one piece).
 _SEND = """
 local now, hops = ARGV[1], tonumber(ARGV[2])
 local out = {}
@@ -383,7 +383,13 @@ for i = 3, #ARGV do
     f[k] = string.sub(packed, at, nul - 1)
     at = nul + 1
   end
-  out[#out + 1] = send(f[1], f[2], f[3], f[4], f[5], f[6], string.sub(packed, at))
+  -- An error reply (a key of the wrong type...) fails this message only.
+  local ok, result = pcall(send, f[1], f[2], f[3], f[4], f[5], f[6], string.sub(packed, at))
+  if not ok then
+    local why = type(result) == 'table' and (result.err or '?') or tostring(result)
+    result = '!error ' .. string.gsub(why, '[\\r\\n]', ' ')
+  end
+  out[#out + 1] = result
 end
 return table.concat(out, '\\n')
 """
@@ -1285,8 +1291,12 @@ class RedisTransport(Transport):
                 f"message {message.id} belongs to namespace {message.namespace!r}, "
                 f"not {self.namespace!r}"
             )
-        if "\0" in f"{message.recipient_id}{message.id}{message.sender_id}{message.sender_name}":
-            raise InvalidInput(f"message {message.id}: ids and names cannot hold NUL characters")
+        fields = f"{message.recipient_id}{message.id}{message.sender_id}{message.sender_name}"
+        if "\0" in fields or "\n" in fields or "\r" in fields:
+            # They travel NUL-separated, and the reply names recipients one per line.
+            raise InvalidInput(
+                f"message {message.id!r}: ids and names cannot hold NUL or line breaks"
+            )
         recipient = await self._sender().submit(message)
         if recipient != message.recipient_id:
             return message.model_copy(update={"recipient_id": recipient})
@@ -1311,6 +1321,10 @@ class RedisTransport(Transport):
                 )
             elif line == "!conflict":
                 out.append(InvalidInput(f"a different message with id {m.id} already exists"))
+            elif line.startswith("!error "):
+                out.append(
+                    BackendError(f"Redis at {self._url} refused message {m.id}: {line[7:]}")
+                )
             else:
                 out.append(line)
         return out

@@ -11,7 +11,8 @@ import redis.asyncio as aioredis
 from support import HOST, Opener, RedisProcess, make_message, make_peer
 
 from peers.config import load_settings
-from peers.errors import BackendUnavailable, InvalidInput, PeerNotFound
+from peers.errors import BackendError, BackendUnavailable, InvalidInput, PeerNotFound
+from peers.keys import RedisKeys
 from peers.service import PeersService, Sender
 from peers.transports.redis import RedisTransport
 
@@ -138,3 +139,43 @@ async def test_a_broadcast_goes_out_in_a_few_script_calls(
     assert calls <= 4, f"{calls} script calls for a broadcast to 30 peers"
     for peer in team:
         assert [m.body for m in await t.fetch(peer.id)] == ["freeze main"]
+
+
+async def test_an_error_reply_fails_only_its_own_message(
+    opener: Opener, redis_server: RedisProcess, namespace: str
+) -> None:
+    t = await opener()
+    alice = await t.register(make_peer(namespace, name="alice"))
+    bob = await t.register(make_peer(namespace, name="bob"))
+    broken = await t.register(make_peer(namespace, name="broken"))
+    raw = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        # A mailbox key of the wrong type: XADD to it is an error reply.
+        mailbox = RedisKeys(namespace).mailbox(broken.id)
+        await raw.delete(mailbox)
+        await raw.set(mailbox, "not a stream")
+        outcomes = await asyncio.gather(
+            t.send(make_message(namespace, alice, bob, "one")),
+            t.send(make_message(namespace, alice, broken, "lost cause")),
+            t.send(make_message(namespace, alice, bob, "two")),
+            return_exceptions=True,
+        )
+    finally:
+        await raw.aclose()
+    assert isinstance(outcomes[1], BackendError) and "WRONGTYPE" in str(outcomes[1])
+    assert not isinstance(outcomes[0], BaseException)
+    assert not isinstance(outcomes[2], BaseException)
+    assert [m.body for m in await t.fetch(bob.id)] == ["one", "two"]
+
+
+async def test_ids_with_line_breaks_are_refused_before_they_reach_a_batch(
+    opener: Opener, namespace: str
+) -> None:
+    t = await opener()
+    alice = await t.register(make_peer(namespace, name="alice"))
+    bob = await t.register(make_peer(namespace, name="bob"))
+    odd = make_message(namespace, alice, bob, "x").model_copy(update={"recipient_id": "a\nb"})
+    good = make_message(namespace, alice, bob, "still fine")
+    outcomes = await asyncio.gather(t.send(odd), t.send(good), return_exceptions=True)
+    assert isinstance(outcomes[0], InvalidInput) and "line breaks" in str(outcomes[0])
+    assert not isinstance(outcomes[1], BaseException)
