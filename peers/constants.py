@@ -43,6 +43,10 @@ REDIS_RETRIES: Final = 4
 REDIS_BACKOFF_BASE: Final = 0.05
 REDIS_BACKOFF_CAP: Final = 1.0
 REDIS_HEALTH_CHECK_INTERVAL: Final = 30
+# A pub/sub connection silent this long gets a PING; without an answer within
+# REDIS_SOCKET_TIMEOUT it is dropped and re-established (a half-open TCP link
+# otherwise looks like a quiet one forever).
+REDIS_PUBSUB_QUIET: Final = 30.0
 # A doorbell ring suppresses further rings for the same recipient until it fetches,
 # or at most this long (so that one lost ring delays push by no more than this).
 REDIS_RING_TTL_MS: Final = 1_000

@@ -672,6 +672,40 @@ _edge = _edge_within(1)
 # -- doorbells ---------------------------------------------------------------------------
 
 
+class _Silence:
+    """Tells a quiet pub/sub connection from a dead one (a half-open link answers nothing)."""
+
+    def __init__(self, quiet: float) -> None:
+        self._quiet = quiet
+        self._answer_within = min(quiet, c.REDIS_SOCKET_TIMEOUT)
+        self._heard = time.monotonic()
+        self._pinged: float | None = None
+
+    @property
+    def read_timeout(self) -> float:
+        """How long one read may wait, so that checks keep pace with ``quiet``."""
+        return min(c.REDIS_BLOCK_MS / 1000, self._quiet)
+
+    def heard(self) -> None:
+        self._heard = time.monotonic()
+        self._pinged = None
+
+    async def check(self, pubsub: PubSub) -> None:
+        """After a read that got nothing: PING a long-quiet connection, drop one that never answered."""
+        now = time.monotonic()
+        if self._pinged is None:
+            if now - self._heard > self._quiet:
+                await pubsub.ping()  # the answer comes as a 'pong' message
+                self._pinged = now
+        elif now - self._pinged > self._answer_within:
+            self.heard()  # the next connection starts with a clean slate
+            if pubsub.connection is not None:
+                await pubsub.connection.disconnect()  # the next read reconnects, re-subscribes
+            raise RedisConnectionError(
+                f"no answer to PING within {self._answer_within:g} s on a pub/sub connection"
+            )
+
+
 class _Bell:
     """One peer's doorbell: its own pub/sub connection, read by its own task only.
 
@@ -680,19 +714,25 @@ class _Bell:
     the first subscribe nothing but the reader touches the connection.
     """
 
-    def __init__(self, pubsub: PubSub) -> None:
+    def __init__(self, pubsub: PubSub, quiet: float) -> None:
         self.pubsub = pubsub
+        self.quiet = quiet
         self.rung = asyncio.Event()
         self.confirmed = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
 
     async def read(self) -> None:
         failures = 0
+        silence = _Silence(self.quiet)
         while True:
             try:
-                # A timeout (not a blocking read) so that health checks run while idle.
+                # A timeout (not a blocking read) so that liveness checks run while idle.
                 # redis-py reconnects and re-subscribes by itself, in this task.
-                message = await self.pubsub.get_message(timeout=c.REDIS_BLOCK_MS / 1000)
+                message = await self.pubsub.get_message(timeout=silence.read_timeout)
+                if message is None:
+                    await silence.check(self.pubsub)
+                else:
+                    silence.heard()
             except (RedisError, OSError) as exc:
                 failures += 1
                 if failures == 1:
@@ -731,10 +771,11 @@ class _Doorbell:
     ring that comes while nobody waits stays set until the next wait.
     """
 
-    def __init__(self, client: Redis, keys: RedisKeys) -> None:
+    def __init__(self, client: Redis, keys: RedisKeys, quiet: Callable[[], float]) -> None:
         self._client = client
         self._keys = keys
         self._bells: dict[str, _Bell] = {}
+        self._quiet = quiet
 
     def has(self, peer_id: str) -> bool:
         return peer_id in self._bells
@@ -742,7 +783,8 @@ class _Doorbell:
     async def add(self, peer_id: str) -> None:
         if peer_id in self._bells:
             return
-        bell = self._bells[peer_id] = _Bell(self._client.pubsub(ignore_subscribe_messages=False))
+        pubsub = self._client.pubsub(ignore_subscribe_messages=False)
+        bell = self._bells[peer_id] = _Bell(pubsub, self._quiet())
         try:
             await bell.pubsub.subscribe(self._keys.wake_channel(peer_id))
         except BaseException:
@@ -806,8 +848,10 @@ class RedisTransport(Transport):
         self._doorbell: _Doorbell | None = None
         self._scripts: dict[str, Any] = {}
         self._sends: Coalescer[Message, str] | None = None
-        # How long a call may take before the server counts as gone (see REDIS_OP_TIMEOUT).
+        # How long a call may take before the server counts as gone (see REDIS_OP_TIMEOUT),
+        # and how long a pub/sub connection may stay silent before it is checked.
         self.op_timeout = c.REDIS_OP_TIMEOUT
+        self.pubsub_quiet = c.REDIS_PUBSUB_QUIET
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -886,7 +930,7 @@ class RedisTransport(Transport):
                     ("expire", _EXPIRE),
                 )
             }
-            self._doorbell = _Doorbell(self._rb, self._keys)
+            self._doorbell = _Doorbell(self._rb, self._keys, lambda: self.pubsub_quiet)
             self._sends = Coalescer(self._send_batch, c.REDIS_SEND_BATCH, name="redis-sends")
         await self._r.ping()
 
@@ -1490,6 +1534,7 @@ class RedisTransport(Transport):
         if client is None:
             return  # transport closed
         pubsub = client.pubsub(ignore_subscribe_messages=False)
+        silence = _Silence(self.pubsub_quiet)
         catch_up = False
         failures = 0
         try:
@@ -1502,7 +1547,11 @@ class RedisTransport(Transport):
                         batch = await self._log_after(client, cursor)
                         catch_up = False
                     else:
-                        message = await pubsub.get_message(timeout=c.REDIS_BLOCK_MS / 1000)
+                        message = await pubsub.get_message(timeout=silence.read_timeout)
+                        if message is None:
+                            await silence.check(pubsub)
+                        else:
+                            silence.heard()
                         kind = _s(message.get("type")) if message else ""
                         if kind == "subscribe":
                             catch_up = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from support import HOST, Opener, RedisProcess, make_message, make_peer
 
 from peers.keys import RedisKeys
 from peers.models import Event, EventKind, PeerUpdate
+from peers.transports.redis import RedisTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
 
@@ -58,7 +60,9 @@ async def test_every_log_entry_is_published_with_its_id(
                 if message is not None:
                     published.append(json.loads(message["data"]))
         # The same entries, ids and fields, in the same order.
-        assert [(entry_id, dict(zip(f[::2], f[1::2], strict=True))) for entry_id, f in published] == log
+        assert [
+            (entry_id, dict(zip(f[::2], f[1::2], strict=True))) for entry_id, f in published
+        ] == log
         assert [fields["k"] for _, fields in log] == ["join", "join", "summary", "message", "leave"]
     finally:
         await pubsub.aclose()
@@ -117,3 +121,91 @@ async def test_doorbells_survive_a_cut_pubsub_connection(
             # Rung, not the safety timeout: each wait is far shorter than a re-check.
             assert await t.wait_for_mail(peer.id, timeout=5.0)
         assert [m.body for m in await t.fetch(peer.id)] == [f"to {peer.name}"]
+
+
+class FreezingProxy:
+    """A TCP proxy to Redis whose existing connections can go silent without closing."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.frozen: list[asyncio.Event] = []
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> FreezingProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for event in self.frozen:
+            event.set()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+
+    def freeze_all(self) -> None:
+        """Connections open now stop carrying bytes (a half-open link); new ones work."""
+        for event in self.frozen:
+            event.set()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        frozen = asyncio.Event()
+        self.frozen.append(frozen)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                if not frozen.is_set():
+                    dst.write(data)
+                    await dst.drain()
+
+        try:
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            up_writer.close()
+
+
+@pytest.mark.slow  # the catch-up read waits out its own socket timeout on the frozen link
+async def test_a_half_open_pubsub_link_is_noticed_and_nothing_is_lost(
+    redis_server: RedisProcess, namespace: str
+) -> None:
+    if not redis_server.running:
+        redis_server.start()
+    async with FreezingProxy(redis_server.port) as proxy:
+        via_proxy = Opener({"url": proxy.url, "namespace": namespace, "host": HOST})
+        direct = Opener({"url": redis_server.url, "namespace": namespace, "host": HOST})
+        try:
+            watcher = await via_proxy()
+            assert isinstance(watcher, RedisTransport)
+            watcher.pubsub_quiet = 0.5
+            actor = await direct()
+            me = await watcher.register(make_peer(namespace, name="me"))
+            stream = watcher.events()
+            try:
+                other = await actor.register(make_peer(namespace, name="other"))
+                with anyio.fail_after(10):
+                    assert (await anext(stream)).peer_id == other.id
+                before = proxy.connections
+                proxy.freeze_all()
+                sent = await actor.send(make_message(namespace, other, me, "through the freeze"))
+                await actor.update_peer(other.id, PeerUpdate(summary="still here"))
+                with anyio.fail_after(20):
+                    got = [await anext(stream), await anext(stream)]
+                    # Rung after the doorbell connection was found dead and replaced.
+                    assert await watcher.wait_for_mail(me.id, timeout=15)
+                assert [e.kind for e in got] == [EventKind.MESSAGE, EventKind.SUMMARY]
+                assert got[0].data["id"] == sent.id
+                assert proxy.connections > before  # new pub/sub connections were made
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
+        finally:
+            await via_proxy.aclose()
+            await direct.aclose()
