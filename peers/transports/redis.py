@@ -126,6 +126,8 @@ _EVENT_BATCH: Final = 200
 # events() gives up after this many failed reads in a row (about half a minute).
 _EVENT_RETRIES: Final = 15
 _HISTORY_BATCH: Final = 500
+# gc expires a mailbox's old mail this many entries per script call.
+_EXPIRE_PAGE: Final = 500
 # history() stops scanning the log this long before `since` (clock skew between writers).
 _HISTORY_SKEW: Final = 60.0
 # How long register() waits for the server to confirm a doorbell subscription.
@@ -148,6 +150,14 @@ local function log(...)
   local id = redis.call('XADD', LOG, 'MAXLEN', '~', MAXLEN, '*', ...)
   redis.call('PUBLISH', EVENTS, cjson.encode({id, {...}}))
   return id
+end
+-- An entry's place in commit order: its first stream id, kept in 'o' across moves.
+local function order_of(entry)
+  local f = entry[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'o' then return f[i + 1] end
+  end
+  return entry[1]
 end
 -- A stream entry's field (entries are {id, {field, value, ...}}).
 local function field(entry, name)
@@ -194,14 +204,6 @@ def _prelude(keys: RedisKeys) -> str:
 
 # Name claims, shared by the register and update scripts (concatenated before them).
 _NAMES = """
--- An entry's place in commit order: its first stream id, kept in 'o' across moves.
-local function order_of(entry)
-  local f = entry[2]
-  for i = 1, #f, 2 do
-    if f[i] == 'o' then return f[i + 1] end
-  end
-  return entry[1]
-end
 local function before(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
@@ -474,13 +476,23 @@ end
 return 1
 """
 
-# Remove a mailbox's mail sent before the cutoff, entries and message records,
-# in one step: an inheritance cannot move an entry in between and leave it
-# without its record. KEYS[1]: the mailbox. ARGV: cutoff (seconds since the
-# epoch, compared with each message's sent_at). Returns the removed ids.
+# Remove a mailbox's mail sent before the cutoff, entries and message records
+# together: an inheritance cannot move an entry in between and leave it without
+# its record. One page of entries per call, so a huge mailbox never blocks the
+# server for long; a mailbox is in commit order, so the scan stops at the first
+# entry committed well after the cutoff (the margin covers clock skew between
+# the server and the senders, whose sent_at decides).
+# KEYS[1]: the mailbox. ARGV: cutoff (seconds since the epoch), margin (ms),
+# start (exclusive entry id, or '-'), page size.
+# Returns {next start or '' when done, removed ids...}.
 _EXPIRE = """
-local cutoff, removed = tonumber(ARGV[1]), {}
-for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+local cutoff, margin, start = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+if start ~= '-' then start = '(' .. start end
+local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[4])
+local out = {''}
+for _, entry in ipairs(entries) do
+  local committed = tonumber(string.match(order_of(entry), '^(%d+)'))
+  if committed > cutoff * 1000 + margin then return out end
   local mid, body = field(entry, 'id'), field(entry, 'm')
   if mid and body then
     local ok, message = pcall(cjson.decode, body)
@@ -489,11 +501,12 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
       redis.call('XACK', KEYS[1], GROUP, entry[1])
       redis.call('XDEL', KEYS[1], entry[1])
       redis.call('DEL', MSG .. mid)
-      removed[#removed + 1] = mid
+      out[#out + 1] = mid
     end
   end
 end
-return removed
+if #entries == tonumber(ARGV[4]) then out[1] = entries[#entries][1] end
+return out
 """
 
 # Collect an offline peer past retention with no unread mail (that mail waits
@@ -1611,9 +1624,16 @@ class RedisTransport(Transport):
         peers_removed = 0
 
         # Old unacked mail, from every mailbox (they hold only unacked entries).
+        margin_ms = int(_HISTORY_SKEW * 1000)
         for peer, _ in pairs:
-            expired = await self._run("expire", self._keys.mailbox(peer.id), repr(cutoff))
-            removed_messages.update(_s(m) for m in expired)
+            start = "-"
+            while start:
+                reply = await self._run(
+                    "expire", self._keys.mailbox(peer.id), repr(cutoff), margin_ms, start,
+                    _EXPIRE_PAGE,
+                )  # fmt: skip
+                start = _s(reply[0])
+                removed_messages.update(_s(m) for m in reply[1:])
 
         # Offline peers past retention (reaped ones included: their last_seen is old).
         # The script re-checks each candidate and deletes it in one step: a send to

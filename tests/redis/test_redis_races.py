@@ -337,3 +337,25 @@ async def test_gc_expiring_mail_that_a_successor_inherits_keeps_entry_and_record
     await collector.gc()
     assert await other.fetch(heirs[0].id) == []
     assert await client.exists(keys.message(stale.id)) == 0
+
+
+async def test_gc_expires_a_mailbox_larger_than_a_page_and_keeps_newer_mail(
+    store: Store, namespace: str
+) -> None:
+    t, client = await store(retention=1.0)
+    away = await t.register(make_peer(namespace, name="away"))
+    sender = await t.register(make_peer(namespace))
+    old = [make_message(namespace, sender, away, f"old {i}") for i in range(1_100)]
+    await asyncio.gather(*(t.send(m) for m in old))
+    await asyncio.sleep(1.2)  # past retention
+    await t.heartbeat(sender.id)
+    await t.heartbeat(away.id)
+    fresh = [await t.send(make_message(namespace, sender, away, f"new {i}")) for i in range(3)]
+
+    report = await t.gc()
+
+    assert report.messages_removed == len(old)
+    assert [m.id for m in await t.fetch(away.id)] == [m.id for m in fresh]
+    keys = RedisKeys(namespace)
+    assert await client.xlen(keys.mailbox(away.id)) == 3
+    assert not any([await client.exists(keys.message(m.id)) for m in old[::97]])
