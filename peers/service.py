@@ -21,10 +21,13 @@ from peers import constants as c
 from peers.config import Settings
 from peers.errors import (
     AmbiguousTarget,
+    BackendError,
+    BackendUnavailable,
     InvalidInput,
     MessageNotFound,
     NotPermitted,
     PeerNotFound,
+    PeersError,
     RateLimited,
 )
 from peers.ids import new_message_id, new_peer_id
@@ -430,12 +433,24 @@ class PeersService:
             return_exceptions=True,
         )
         results = []
+        failed: list[BaseException] = []
         for peer, outcome in zip(recipients, outcomes, strict=True):
             if isinstance(outcome, PeerNotFound):
                 continue  # left (and was removed) since it was listed: nobody to reach
             if isinstance(outcome, BaseException):
-                raise outcome
+                failed.append(outcome)
+                continue
             results.append(SendResult(outcome, peer, self._delivery(peer)))
+        if failed:
+            if not results or not isinstance(failed[0], PeersError):
+                raise failed[0]
+            # Say who has it: a blind retry would send them a second copy.
+            reached = ", ".join(r.recipient.label for r in results)
+            kind = BackendUnavailable if isinstance(failed[0], BackendUnavailable) else BackendError
+            raise kind(
+                f"the broadcast reached {len(results)} of {len(results) + len(failed)} peers "
+                f"({reached}) and failed for the rest: {failed[0]}"
+            ) from failed[0]
         return BroadcastResult(scope_, tuple(results))
 
     async def pending(self, peer_id: str, limit: int = c.FETCH_LIMIT) -> list[Message]:

@@ -9,9 +9,10 @@ trip per batch instead of N. At most one batch is in flight.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from peers.tasks import cancel_and_wait
 
 __all__ = ["Coalescer"]
 
@@ -99,9 +100,7 @@ class Coalescer(Generic[T, R]):
         self._queue.clear()
         drainer, self._drainer = self._drainer, None
         if drainer is not None:
-            drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await drainer
+            await cancel_and_wait(drainer)
         for future in waiting:
             if not future.done():
                 future.set_exception(reason)

@@ -110,6 +110,7 @@ from peers.models import (
     PeerUpdate,
     ReceiveMode,
 )
+from peers.tasks import cancel_and_wait
 from peers.transports.base import Capabilities, Transport
 from peers.transports.batching import Coalescer
 from peers.transports.redis_checks import permission_checks
@@ -768,10 +769,7 @@ class _Bell:
     async def close(self) -> None:
         reader, self.reader = self.reader, None
         if reader is not None:
-            reader.cancel()
-            # Whatever ended the reader, closing goes on.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            await cancel_and_wait(reader)
         with contextlib.suppress(RedisError, OSError):
             await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         self.rung.set()  # release waiters: they re-fetch and find the transport closed
@@ -801,10 +799,16 @@ class _Doorbell:
         try:
             await bell.pubsub.subscribe(self._keys.wake_channel(peer_id))
         except BaseException:
-            del self._bells[peer_id]
+            if self._bells.get(peer_id) is bell:
+                del self._bells[peer_id]
             with contextlib.suppress(RedisError, OSError):
                 await bell.pubsub.aclose()  # type: ignore[no-untyped-call]
             raise
+        if self._bells.get(peer_id) is not bell:
+            # Closed (or removed) while subscribing: nobody will close this one.
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            return
         bell.reader = asyncio.create_task(bell.read(), name=f"peers-redis-doorbell-{peer_id}")
         # A send right after register() returns must find the subscription in place.
         with contextlib.suppress(TimeoutError):
@@ -1569,8 +1573,15 @@ class RedisTransport(Transport):
                         if kind == "subscribe":
                             catch_up = True
                         elif kind == "message" and message is not None:
-                            entry_id, flat = json.loads(_s(message["data"]))
-                            batch = [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))]
+                            try:
+                                published_id, flat = json.loads(_s(message["data"]))
+                                published = dict(zip(flat[::2], flat[1::2], strict=True))
+                                _stream_id(published_id)
+                            except (ValueError, TypeError, AttributeError):
+                                # Not ours (someone else published here): the log says what happened.
+                                catch_up = True
+                            else:
+                                batch = [(published_id, published)]
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     # The cursor makes a retry lossless; give up only on a long outage.
                     failures += 1

@@ -179,3 +179,26 @@ async def test_ids_with_line_breaks_are_refused_before_they_reach_a_batch(
     outcomes = await asyncio.gather(t.send(odd), t.send(good), return_exceptions=True)
     assert isinstance(outcomes[0], InvalidInput) and "line breaks" in str(outcomes[0])
     assert not isinstance(outcomes[1], BaseException)
+
+
+async def test_a_broadcast_that_fails_for_some_says_whom_it_reached(
+    opener: Opener, redis_server: RedisProcess, namespace: str
+) -> None:
+    t = await opener()
+    service = PeersService(t, load_settings(url=redis_server.url, namespace=namespace, host=HOST))
+    lead = await t.register(make_peer(namespace, name="lead"))
+    ok1 = await t.register(make_peer(namespace, name="ok1"))
+    ok2 = await t.register(make_peer(namespace, name="ok2"))
+    broken = await t.register(make_peer(namespace, name="broken"))
+    raw = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        mailbox = RedisKeys(namespace).mailbox(broken.id)
+        await raw.delete(mailbox)
+        await raw.set(mailbox, "not a stream")
+        with pytest.raises(BackendError, match="reached 2 of 3 peers") as failure:
+            await service.broadcast(Sender.of(lead), "heads up", "all")
+    finally:
+        await raw.aclose()
+    assert "ok1" in str(failure.value) and "ok2" in str(failure.value)
+    for peer in (ok1, ok2):
+        assert [m.body for m in await t.fetch(peer.id)] == ["heads up"]

@@ -105,6 +105,26 @@ async def test_events_missed_while_the_channel_was_down_come_from_the_log_once_e
         await stream.aclose()  # type: ignore[attr-defined]
 
 
+async def test_foreign_payloads_on_the_events_channel_do_not_end_the_stream(
+    opener: Opener, raw: Any, namespace: str
+) -> None:
+    watcher, actor = await opener(), await opener()
+    stream = watcher.events()
+    try:
+        a = await actor.register(make_peer(namespace, name="a"))
+        with anyio.fail_after(10):
+            assert (await anext(stream)).peer_id == a.id
+        channel = RedisKeys(namespace).events_channel
+        for junk in ("not json", "[1, 2, 3]", '["1-0", ["odd"]]', '{"a": 1}'):
+            await raw.publish(channel, junk)
+        await actor.update_peer(a.id, PeerUpdate(summary="after the junk"))
+        with anyio.fail_after(10):
+            event = await anext(stream)
+        assert (event.kind, event.data["summary"]) == (EventKind.SUMMARY, "after the junk")
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
 async def test_doorbells_survive_a_cut_pubsub_connection(
     opener: Opener, raw: Any, namespace: str
 ) -> None:
