@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from redis_helpers import acl_server_args, spawn_redis
 from support import HOST, Opener, RedisProcess
 
@@ -58,3 +59,25 @@ def redis_spawner(tmp_path: Path) -> Iterator[Callable[..., RedisProcess]]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+async def opener(redis_server: RedisProcess, namespace: str) -> AsyncIterator[Opener]:
+    """Connected transports on the session's redis-server, in this test's namespace."""
+    if not redis_server.running:
+        redis_server.start()
+    opener = Opener({"url": redis_server.url, "namespace": namespace, "host": HOST})
+    try:
+        yield opener
+    finally:
+        await opener.aclose()
+
+
+@pytest.fixture
+async def raw(redis_server: RedisProcess) -> AsyncIterator[Any]:
+    """A plain client on the session's redis-server, to look at or tamper with keys."""
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()

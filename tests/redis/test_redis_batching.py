@@ -7,50 +7,44 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from support import HOST, Opener, RedisProcess, make_message, make_peer
 
 from peers.config import load_settings
 from peers.errors import BackendError, BackendUnavailable, InvalidInput, PeerNotFound
 from peers.keys import RedisKeys
+from peers.models import Peer
 from peers.service import PeersService, Sender
 from peers.transports.redis import RedisTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
 
 
-async def script_calls(url: str) -> int:
+async def script_calls(raw: Any) -> int:
     """EVALSHA plus EVAL calls the server has run so far."""
-    client = aioredis.Redis.from_url(url, decode_responses=True)
-    try:
-        stats = await client.info("commandstats")
-    finally:
-        await client.aclose()
-    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+    stats = await raw.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
 
 
-@pytest.fixture
-async def opener(redis_server: RedisProcess, namespace: str) -> Any:
-    if not redis_server.running:
-        redis_server.start()
-    opener = Opener({"url": redis_server.url, "namespace": namespace, "host": HOST})
-    try:
-        yield opener
-    finally:
-        await opener.aclose()
+async def break_mailbox(raw: Any, namespace: str, peer: Peer) -> None:
+    """Make the peer's mailbox key a string: an XADD to it is an error reply."""
+    mailbox = RedisKeys(namespace).mailbox(peer.id)
+    await raw.delete(mailbox)
+    await raw.set(mailbox, "not a stream")
 
 
 async def test_concurrent_sends_share_script_calls_and_each_lands_once(
-    opener: Opener, redis_server: RedisProcess, namespace: str
+    opener: Opener, raw: Any, namespace: str
 ) -> None:
     t = await opener()
     alice = await t.register(make_peer(namespace, name="alice"))
     bob = await t.register(make_peer(namespace, name="bob"))
     messages = [make_message(namespace, alice, bob, f"m{i}") for i in range(60)]
 
-    before = await script_calls(redis_server.url)
+    before = await script_calls(raw)
     stored = await asyncio.gather(*(t.send(m) for m in messages))
-    calls = await script_calls(redis_server.url) - before
+    calls = await script_calls(raw) - before
 
     assert [m.id for m in stored] == [m.id for m in messages]
     assert all(m.recipient_id == bob.id for m in stored)
@@ -123,7 +117,7 @@ async def test_sends_to_a_frozen_server_fail_within_the_deadline_then_recover(
 
 
 async def test_a_broadcast_goes_out_in_a_few_script_calls(
-    opener: Opener, redis_server: RedisProcess, namespace: str
+    opener: Opener, raw: Any, redis_server: RedisProcess, namespace: str
 ) -> None:
     t = await opener()
     settings = load_settings(url=redis_server.url, namespace=namespace, host=HOST)
@@ -131,9 +125,9 @@ async def test_a_broadcast_goes_out_in_a_few_script_calls(
     sender = await t.register(make_peer(namespace, name="lead"))
     team = [await t.register(make_peer(namespace, name=f"dev{i}")) for i in range(30)]
 
-    before = await script_calls(redis_server.url)
+    before = await script_calls(raw)
     result = await service.broadcast(Sender.of(sender), "freeze main", "all")
-    calls = await script_calls(redis_server.url) - before
+    calls = await script_calls(raw) - before
 
     assert sorted(r.recipient.id for r in result.results) == sorted(p.id for p in team)
     assert calls <= 4, f"{calls} script calls for a broadcast to 30 peers"
@@ -142,26 +136,19 @@ async def test_a_broadcast_goes_out_in_a_few_script_calls(
 
 
 async def test_an_error_reply_fails_only_its_own_message(
-    opener: Opener, redis_server: RedisProcess, namespace: str
+    opener: Opener, raw: Any, namespace: str
 ) -> None:
     t = await opener()
     alice = await t.register(make_peer(namespace, name="alice"))
     bob = await t.register(make_peer(namespace, name="bob"))
     broken = await t.register(make_peer(namespace, name="broken"))
-    raw = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    try:
-        # A mailbox key of the wrong type: XADD to it is an error reply.
-        mailbox = RedisKeys(namespace).mailbox(broken.id)
-        await raw.delete(mailbox)
-        await raw.set(mailbox, "not a stream")
-        outcomes = await asyncio.gather(
-            t.send(make_message(namespace, alice, bob, "one")),
-            t.send(make_message(namespace, alice, broken, "lost cause")),
-            t.send(make_message(namespace, alice, bob, "two")),
-            return_exceptions=True,
-        )
-    finally:
-        await raw.aclose()
+    await break_mailbox(raw, namespace, broken)
+    outcomes = await asyncio.gather(
+        t.send(make_message(namespace, alice, bob, "one")),
+        t.send(make_message(namespace, alice, broken, "lost cause")),
+        t.send(make_message(namespace, alice, bob, "two")),
+        return_exceptions=True,
+    )
     assert isinstance(outcomes[1], BackendError) and "WRONGTYPE" in str(outcomes[1])
     assert not isinstance(outcomes[0], BaseException)
     assert not isinstance(outcomes[2], BaseException)
@@ -182,7 +169,7 @@ async def test_ids_with_line_breaks_are_refused_before_they_reach_a_batch(
 
 
 async def test_a_broadcast_that_fails_for_some_says_whom_it_reached(
-    opener: Opener, redis_server: RedisProcess, namespace: str
+    opener: Opener, raw: Any, redis_server: RedisProcess, namespace: str
 ) -> None:
     t = await opener()
     service = PeersService(t, load_settings(url=redis_server.url, namespace=namespace, host=HOST))
@@ -190,15 +177,9 @@ async def test_a_broadcast_that_fails_for_some_says_whom_it_reached(
     ok1 = await t.register(make_peer(namespace, name="ok1"))
     ok2 = await t.register(make_peer(namespace, name="ok2"))
     broken = await t.register(make_peer(namespace, name="broken"))
-    raw = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    try:
-        mailbox = RedisKeys(namespace).mailbox(broken.id)
-        await raw.delete(mailbox)
-        await raw.set(mailbox, "not a stream")
-        with pytest.raises(BackendError, match="reached 2 of 3 peers") as failure:
-            await service.broadcast(Sender.of(lead), "heads up", "all")
-    finally:
-        await raw.aclose()
+    await break_mailbox(raw, namespace, broken)
+    with pytest.raises(BackendError, match="reached 2 of 3 peers") as failure:
+        await service.broadcast(Sender.of(lead), "heads up", "all")
     assert "ok1" in str(failure.value) and "ok2" in str(failure.value)
     for peer in (ok1, ok2):
         assert [m.body for m in await t.fetch(peer.id)] == ["heads up"]

@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 import pytest
-import redis.asyncio as aioredis
 from support import HOST, Opener, RedisProcess, make_message, make_peer
 
 from peers.keys import RedisKeys
@@ -16,26 +15,6 @@ from peers.models import Event, EventKind, PeerUpdate
 from peers.transports.redis import RedisTransport
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis_real]
-
-
-@pytest.fixture
-async def opener(redis_server: RedisProcess, namespace: str) -> Any:
-    if not redis_server.running:
-        redis_server.start()
-    opener = Opener({"url": redis_server.url, "namespace": namespace, "host": HOST})
-    try:
-        yield opener
-    finally:
-        await opener.aclose()
-
-
-@pytest.fixture
-async def raw(redis_server: RedisProcess) -> Any:
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_every_log_entry_is_published_with_its_id(
