@@ -565,6 +565,11 @@ def _entries(reply: Any) -> list[tuple[str, dict[str, str] | None]]:
     return out
 
 
+def _retry_delay(failures: int) -> float:
+    """Exponential backoff of the pub/sub readers, capped at twice the command retries' cap."""
+    return min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2.0**failures)
+
+
 def _stream_id(entry_id: str) -> tuple[int, int]:
     """A stream entry id as a comparable pair (milliseconds, sequence)."""
     ms, _, seq = entry_id.partition("-")
@@ -695,10 +700,17 @@ class _Silence:
         self._heard = time.monotonic()
         self._pinged: float | None = None
 
-    @property
-    def read_timeout(self) -> float:
-        """How long one read may wait, so that checks keep pace with ``quiet``."""
-        return min(c.REDIS_BLOCK_MS / 1000, self._quiet)
+    async def read(self, pubsub: PubSub) -> dict[str, Any] | None:
+        """One read: a message, or None after a short wait (then the connection is checked)."""
+        # A timeout (not a blocking read) so that checks keep pace with ``quiet``.
+        message: dict[str, Any] | None = await pubsub.get_message(
+            timeout=min(c.REDIS_BLOCK_MS / 1000, self._quiet)
+        )
+        if message is None:
+            await self.check(pubsub)
+        else:
+            self.heard()
+        return message
 
     def heard(self) -> None:
         self._heard = time.monotonic()
@@ -740,19 +752,13 @@ class _Bell:
         silence = _Silence(self.quiet)
         while True:
             try:
-                # A timeout (not a blocking read) so that liveness checks run while idle.
                 # redis-py reconnects and re-subscribes by itself, in this task.
-                message = await self.pubsub.get_message(timeout=silence.read_timeout)
-                if message is None:
-                    await silence.check(self.pubsub)
-                else:
-                    silence.heard()
+                message = await silence.read(self.pubsub)
             except (RedisError, OSError) as exc:
                 failures += 1
                 if failures == 1:
                     _note("redis doorbell connection lost; reconnecting", error=str(exc))
-                delay = min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2**failures)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(_retry_delay(failures))
                 continue
             if failures:
                 _note("redis doorbell connection back", level="info", attempts=failures)
@@ -1564,11 +1570,7 @@ class RedisTransport(Transport):
                         batch = await self._log_after(client, cursor)
                         catch_up = False
                     else:
-                        message = await pubsub.get_message(timeout=silence.read_timeout)
-                        if message is None:
-                            await silence.check(pubsub)
-                        else:
-                            silence.heard()
+                        message = await silence.read(pubsub)
                         kind = _s(message.get("type")) if message else ""
                         if kind == "subscribe":
                             catch_up = True
@@ -1588,9 +1590,7 @@ class RedisTransport(Transport):
                     if failures > _EVENT_RETRIES:
                         raise self._convert(exc) from exc
                     _note("redis event stream interrupted; retrying", error=str(exc))
-                    await asyncio.sleep(
-                        min(c.REDIS_BACKOFF_CAP * 2, c.REDIS_BACKOFF_BASE * 2**failures)
-                    )
+                    await asyncio.sleep(_retry_delay(failures))
                     continue
                 except RedisError as exc:
                     raise self._convert(exc) from exc
