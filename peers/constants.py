@@ -23,7 +23,7 @@ FILES_REFRESH_INTERVAL: Final = 30.0
 
 FETCH_LIMIT: Final = 100
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
-SQLITE_SCHEMA_VERSION: Final = 1
+SQLITE_SCHEMA_VERSION: Final = 2
 
 # Redis stream consumer group that every mailbox carries.
 REDIS_GROUP: Final = "peers"

@@ -23,6 +23,7 @@ __all__ = [
     "Peer",
     "PeerFilter",
     "PeerUpdate",
+    "PushState",
     "ReceiveMode",
     "Scope",
     "SenderKind",
@@ -32,6 +33,16 @@ __all__ = [
 class ReceiveMode(StrEnum):
     PUSH = "push"
     POLL = "poll"
+
+
+class PushState(StrEnum):
+    """What is known about a session's channel (push) path."""
+
+    # A channel message was seen reaching the model (its transcript shows it).
+    CONFIRMED = "confirmed"
+    # The agent loads the channel, but nothing proves yet that messages reach the model.
+    UNCONFIRMED = "unconfirmed"
+    OFF = "off"
 
 
 class SenderKind(StrEnum):
@@ -81,6 +92,10 @@ class Peer(_Model):
     tty: str | None = None
     client: str = "unknown"
     receive_mode: ReceiveMode = ReceiveMode.POLL
+    # The channel's state: receive_mode is PUSH while it is not OFF.
+    push: PushState = PushState.OFF
+    # When a hook of this session last reached its server (None: never).
+    hooks_at: float | None = None
     summary: str = ""
     files: tuple[str, ...] = ()
     registered_at: float = Field(default_factory=time.time)
@@ -114,6 +129,8 @@ class PeerUpdate(_Model):
     files: tuple[str, ...] | None = None
     name: str | None = None
     receive_mode: ReceiveMode | None = None
+    push: PushState | None = None
+    hooks_at: float | None = None
 
 
 class PeerFilter(_Model):

@@ -108,6 +108,7 @@ from peers.models import (
     Peer,
     PeerFilter,
     PeerUpdate,
+    PushState,
     ReceiveMode,
 )
 from peers.tasks import cancel_and_wait
@@ -587,17 +588,19 @@ def _missing_group(exc: ResponseError) -> bool:
     return "NOGROUP" in text or "requires the key to exist" in text
 
 
-def _updatable(
-    summary: str | None, files: Sequence[str] | None, mode: ReceiveMode | None
-) -> list[str]:
+def _updatable(update: PeerUpdate | Peer) -> list[str]:
     """The given updatable fields of a peer hash as field, value pairs (for _CLAIM and _UPDATE)."""
     pairs: list[str] = []
-    if summary is not None:
-        pairs += ["summary", summary]
-    if files is not None:
-        pairs += ["files", json.dumps(list(files))]
-    if mode is not None:
-        pairs += ["mode", ReceiveMode(mode).value]
+    if update.summary is not None:
+        pairs += ["summary", update.summary]
+    if update.files is not None:
+        pairs += ["files", json.dumps(list(update.files))]
+    if update.receive_mode is not None:
+        pairs += ["mode", ReceiveMode(update.receive_mode).value]
+    if update.push is not None:
+        pairs += ["push", PushState(update.push).value]
+    if update.hooks_at is not None:
+        pairs += ["hooks_at", repr(update.hooks_at)]
     return pairs
 
 
@@ -617,6 +620,10 @@ def _peer_from_hash(raw: Mapping[Any, Any]) -> Peer:
         update["files"] = tuple(json.loads(fields["files"]))
     if "mode" in fields:
         update["receive_mode"] = ReceiveMode(fields["mode"])
+    if "push" in fields:
+        update["push"] = PushState(fields["push"])
+    if fields.get("hooks_at"):
+        update["hooks_at"] = float(fields["hooks_at"])
     return peer.model_copy(update=update)
 
 
@@ -1252,7 +1259,7 @@ class RedisTransport(Transport):
                     repr(now),
                     self._ttl_ms,
                     joined,
-                    *_updatable(stored.summary, stored.files, stored.receive_mode),
+                    *_updatable(stored),
                 )
                 if await self._settled(reply, peer.id, name):
                     return stored
@@ -1276,7 +1283,7 @@ class RedisTransport(Transport):
         """Change summary, files, name or receive mode of a live peer; a new name is claimed as in register."""
         self._check_name(update.name)
         key = self._keys.peer(peer_id)
-        given = _updatable(update.summary, update.files, update.receive_mode)
+        given = _updatable(update)
         name = update.name or ""
         if name:
             online = await self._client().hget(key, "online")

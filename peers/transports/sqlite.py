@@ -78,6 +78,7 @@ from peers.models import (
     Peer,
     PeerFilter,
     PeerUpdate,
+    PushState,
     ReceiveMode,
     SenderKind,
 )
@@ -150,6 +151,11 @@ MIGRATIONS: Final[list[tuple[str, ...]]] = [
             data TEXT NOT NULL
         )""",
     ),
+    # 2: the channel's state and when a hook last reached the session's server.
+    (
+        f"ALTER TABLE {T.PEERS} ADD COLUMN push TEXT NOT NULL DEFAULT 'off'",
+        f"ALTER TABLE {T.PEERS} ADD COLUMN hooks_at REAL",
+    ),
 ]
 
 if len(MIGRATIONS) != c.SQLITE_SCHEMA_VERSION:  # pragma: no cover - a packaging mistake
@@ -160,7 +166,7 @@ _VERSION_KEY = "schema_version"
 _PEER_COLS = (
     "id, namespace, name, host, pid, pid_start, cwd, git_root, git_common_dir, git_remote, "
     "branch, tty, client, receive_mode, summary, files, registered_at, last_seen, online, "
-    "successor"
+    "successor, push, hooks_at"
 )
 _PEER_FIELDS = tuple(f.strip() for f in _PEER_COLS.split(","))
 _MSG_COLS = (
@@ -913,6 +919,8 @@ class SQLiteTransport(Transport):
                     stored.last_seen,
                     1,
                     None,
+                    PushState(stored.push).value,
+                    stored.hooks_at,
                 ),
             )
             self._emit(
@@ -961,7 +969,7 @@ class SQLiteTransport(Transport):
                     f"peer {peer_id} is not registered (or was reaped); register again"
                 )
             changes: dict[str, Any] = {"last_seen": now}
-            for key in ("summary", "files", "name", "receive_mode"):
+            for key in ("summary", "files", "name", "receive_mode", "push", "hooks_at"):
                 value = getattr(update, key)
                 if value is not None and value != getattr(current, key):
                     changes[key] = value
@@ -970,12 +978,14 @@ class SQLiteTransport(Transport):
             new = current.model_copy(update=changes)
             conn.execute(
                 f"UPDATE {T.PEERS} SET summary = ?, files = ?, name = ?, receive_mode = ?, "
-                "last_seen = ? WHERE namespace = ? AND id = ?",
+                "push = ?, hooks_at = ?, last_seen = ? WHERE namespace = ? AND id = ?",
                 (
                     new.summary,
                     json.dumps(list(new.files)),
                     new.name,
                     ReceiveMode(new.receive_mode).value,
+                    PushState(new.push).value,
+                    new.hooks_at,
                     now,
                     self.namespace,
                     peer_id,

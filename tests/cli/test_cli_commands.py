@@ -13,6 +13,7 @@ import pytest
 from cli_helpers import HOST, Cli, arun
 from typer.testing import Result
 
+from peers import constants as c
 from peers.cli import parse_since
 from peers.ids import new_message_id
 from peers.models import HistoryQuery, Message, ReceiveMode, SenderKind
@@ -60,7 +61,7 @@ def test_status_shows_backend_counts_and_peers(any_cli: Cli) -> None:
     assert doc["unread"] == 1
     assert doc["error"] is None
     if doc["backend"] == "sqlite":
-        assert doc["info"]["schema_version"] == "1"
+        assert doc["info"]["schema_version"] == str(c.SQLITE_SCHEMA_VERSION)
     else:
         assert doc["info"]["server_version"]
     [mine] = [p for p in doc["peers"] if p["id"] == front.id]

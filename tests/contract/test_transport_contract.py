@@ -44,6 +44,7 @@ from peers.models import (
     Peer,
     PeerFilter,
     PeerUpdate,
+    PushState,
     ReceiveMode,
 )
 from peers.transports import create_transport
@@ -536,6 +537,28 @@ async def test_update_summary_files_and_mode(
     assert got.receive_mode == ReceiveMode.PUSH
     assert got.name == "upd"
     assert got.online
+
+
+async def test_push_state_and_hooks_seen_round_trip(
+    transport: Transport, transport_factory: Factory, make_peer: MakePeer
+) -> None:
+    peer = await transport.register(
+        make_peer(receive_mode=ReceiveMode.PUSH, push=PushState.UNCONFIRMED)
+    )
+    assert peer.push is PushState.UNCONFIRMED and peer.hooks_at is None
+    other = await transport_factory()
+    got = await other.get_peer(peer.id)
+    assert got is not None and got.push is PushState.UNCONFIRMED and got.hooks_at is None
+    await transport.update_peer(peer.id, PeerUpdate(push=PushState.CONFIRMED, hooks_at=1234.5))
+    got = await other.get_peer(peer.id)
+    assert got is not None
+    assert got.push is PushState.CONFIRMED
+    assert got.hooks_at == 1234.5
+    assert got.receive_mode is ReceiveMode.PUSH
+    # Fields not given stay as they are.
+    await transport.update_peer(peer.id, PeerUpdate(summary="busy"))
+    got = await other.get_peer(peer.id)
+    assert got is not None and got.push is PushState.CONFIRMED and got.hooks_at == 1234.5
 
 
 async def test_update_unknown_or_offline_raises(transport: Transport, make_peer: MakePeer) -> None:
