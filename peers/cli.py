@@ -26,7 +26,6 @@ import typer
 from peers import constants as c
 from peers.config import Settings, load_settings, redact_url
 from peers.doctor import client_checks, failed, run_doctor
-from peers.entry import run_serve
 from peers.errors import AmbiguousTarget, ConfigError, InvalidInput, PeerNotFound, PeersError
 from peers.gitinfo import git_context
 from peers.install import (
@@ -74,6 +73,8 @@ app = typer.Typer(
 @app.command()
 def serve() -> None:
     """Run the stdio MCP server for one agent session (launched by the agent client)."""
+    from peers.serve import run_serve
+
     run_serve()
 
 

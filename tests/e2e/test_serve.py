@@ -481,11 +481,12 @@ async def test_a_push_the_client_cannot_take_stays_pending() -> None:
     from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
     from mcp.shared.message import SessionMessage
 
-    from peers.server import CHANNEL_METHOD, _TrackedWriter
+    from peers.serve import TrackedWriter
+    from peers.server import CHANNEL_METHOD
 
     send, receive = anyio.create_memory_object_stream[SessionMessage](0)
     in_send, in_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    writer = _TrackedWriter(send)
+    writer = TrackedWriter(send)
     conn = Connection.for_loop(JSONRPCDispatcher(in_receive, writer))
     async with anyio.create_task_group() as tg:
         got: list[Any] = []
