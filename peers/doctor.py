@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from peers import clients
 from peers import constants as c
 from peers.config import Settings, redact_url
 from peers.errors import BackendUnavailable, ConfigError, PeersError, StoreCorrupt
@@ -250,10 +251,16 @@ async def _backlog_checks(service: PeersService, live: Sequence[Peer]) -> list[C
     return checks
 
 
+def _pushes(kind: str) -> bool:
+    client = clients.by_kind(kind)
+    return client is not None and client.push
+
+
 def _poll_checks(live: Sequence[Peer], server_name: str) -> list[Check]:
     polling = [p for p in live if p.receive_mode is ReceiveMode.POLL]
-    claude = [p for p in polling if p.client == "claude-code"]
-    others = [p for p in polling if p.client != "claude-code"]
+    # Sessions of a client that could push (Claude Code's channel) but does not.
+    claude = [p for p in polling if _pushes(p.client)]
+    others = [p for p in polling if not _pushes(p.client)]
     checks: list[Check] = []
     if claude:
         checks.append(
@@ -322,7 +329,8 @@ def client_checks(cwd: Path, server_name: str = c.SERVER_NAME) -> list[Check]:
                 Check(name=label, status=FAIL, detail=resolved, fix=_reinstall(found))
             )
             continue
-        if found.location.client != "claude":
+        client = clients.by_name(found.location.client)
+        if client is None or not client.push:
             checks.append(Check(name=label, status=OK, detail=argv))
             continue
         env = found.entry.get("env")

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from peers import clients
 from peers import constants as c
 from peers.errors import ConfigError, InvalidInput
 
@@ -59,7 +60,7 @@ __all__ = [
     "start_hint",
 ]
 
-CLIENTS: tuple[str, ...] = ("claude", "codex", "cursor", "gemini")
+CLIENTS: tuple[str, ...] = clients.names()
 # Claude Code's rule for server names; the other clients accept at least these.
 SERVER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Settings carried from the installing shell into the entry when set there.
@@ -95,10 +96,6 @@ def _tilde(path: Path) -> str:
     return "~" + text[len(home) :] if home != "/" and text.startswith(home + os.sep) else text
 
 
-def codex_home() -> Path:
-    return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
-
-
 def project_root(cwd: Path) -> Path:
     """The git work tree containing ``cwd``, or ``cwd`` itself."""
     try:
@@ -116,23 +113,23 @@ def project_root(cwd: Path) -> Path:
     return Path(top) if out.returncode == 0 and top else cwd
 
 
+def _client(name: str) -> clients.Client:
+    found = clients.by_name(name)
+    if found is None:
+        raise InvalidInput(f"unknown client {name!r}; use one of: {', '.join(CLIENTS)}")
+    return found
+
+
+def _location(client: clients.Client, scope: str, file: clients.ConfigFile, root: Path) -> ConfigLocation:
+    return ConfigLocation(client.name, scope, file.path(root), file.fmt, file.table_for(root))
+
+
 def config_location(client: str, scope: InstallScope, cwd: Path) -> ConfigLocation:
     """Where ``peers install CLIENT --scope SCOPE`` writes."""
-    home = Path.home()
-    user = scope is InstallScope.USER
-    root = home if user else project_root(cwd)
-    if client == "claude":
-        path = home / ".claude.json" if user else root / ".mcp.json"
-        return ConfigLocation(client, scope.value, path, "json", ("mcpServers",))
-    if client == "codex":
-        path = codex_home() / "config.toml" if user else root / ".codex" / "config.toml"
-        return ConfigLocation(client, scope.value, path, "toml", ("mcp_servers",))
-    if client == "cursor":
-        return ConfigLocation(client, scope.value, root / ".cursor" / "mcp.json", "json", ("mcpServers",))
-    if client == "gemini":
-        path = root / ".gemini" / "settings.json"
-        return ConfigLocation(client, scope.value, path, "json", ("mcpServers",))
-    raise InvalidInput(f"unknown client {client!r}; use one of: {', '.join(CLIENTS)}")
+    found = _client(client)
+    cscope = clients.ConfigScope(scope.value)
+    root = Path.home() if scope is InstallScope.USER else project_root(cwd)
+    return _location(found, scope.value, found.mcp_file(cscope), root)
 
 
 def _all_locations(cwd: Path) -> list[ConfigLocation]:
@@ -147,20 +144,14 @@ def _all_locations(cwd: Path) -> list[ConfigLocation]:
             found.append(loc)
 
     root = project_root(cwd)
-    for client in CLIENTS:
-        add(config_location(client, InstallScope.USER, cwd))
-        if client == "claude":
-            for directory in dict.fromkeys([cwd, root]):
-                add(
-                    ConfigLocation(
-                        "claude",
-                        "local",
-                        Path.home() / ".claude.json",
-                        "json",
-                        ("projects", str(directory), "mcpServers"),
-                    )
-                )
-        add(config_location(client, InstallScope.PROJECT, cwd))
+    for client in clients.CLIENTS:
+        for scope, file in client.mcp_files():
+            if scope is clients.ConfigScope.LOCAL:
+                # Claude Code keys its local servers by the directory it was started in.
+                for directory in dict.fromkeys([cwd, root]):
+                    add(_location(client, scope.value, file, directory))
+            else:
+                add(_location(client, scope.value, file, root))
     return found
 
 
@@ -245,7 +236,8 @@ def desired_entry(
     for key in CARRIED_ENV:
         if environ.get(key):
             env[key] = environ[key]
-    entry: dict[str, Any] = {"type": "stdio"} if client == "claude" else {}
+    found = _client(client)
+    entry: dict[str, Any] = {"type": found.entry_type} if found.entry_type else {}
     entry.update({"command": command, "args": list(args), "env": env})
     return entry
 
@@ -267,8 +259,8 @@ def _merge(client: str, existing: Any, desired: dict[str, Any]) -> dict[str, Any
         }
         env.update(desired["env"])
         merged["env"] = env
-    if client == "codex" and not merged.get("env"):
-        merged.pop("env", None)  # `codex mcp add` omits an empty env
+    if _client(client).omit_empty_env and not merged.get("env"):
+        merged.pop("env", None)
     return merged
 
 
