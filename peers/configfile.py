@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping, MutableSequence, Sequence
+from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -210,10 +210,17 @@ def render(fmt: Format, before: str | None, ops: Sequence[Op], path: Path) -> st
     if fmt == "json":
         return json.dumps(want, indent=_indent_of(before), ensure_ascii=False) + "\n"
     # New tables go at the end of the file, every byte before them kept; where that
-    # is not valid TOML (a parent written inline), everything is edited in place.
-    for append_new in (True, False):
+    # is not valid TOML (a parent written inline), everything is edited in place; where
+    # tomlkit cannot edit in place (an array of tables spread over the file), the
+    # top-level tables the ops touch are written anew at the end.
+    attempts: list[Callable[[], str]] = [
+        lambda: _toml_render(before or "", ops, append_new=True),
+        lambda: _toml_render(before or "", ops, append_new=False),
+        lambda: _toml_rebuild(before or "", ops, want),
+    ]
+    for attempt in attempts:
         try:
-            text = _toml_render(before or "", ops, append_new)
+            text = attempt()
             if tomllib.loads(text) == want:
                 return text
         except (TOMLKitError, tomllib.TOMLDecodeError, KeyError, IndexError, TypeError, ValueError):
@@ -248,6 +255,22 @@ def _toml_render(before: str, ops: Sequence[Op], append_new: bool) -> str:
     if blocks:
         text = text.rstrip("\n")
         text = (text + "\n\n" if text.strip() else "") + "".join(blocks)
+    return text.rstrip("\n") + "\n" if text.strip() else ""
+
+
+def _toml_rebuild(before: str, ops: Sequence[Op], want: Mapping[str, Any]) -> str:
+    doc = tomlkit.parse(before)
+    tops = list(dict.fromkeys(str(op.path[0]) for op in ops))
+    for key in tops:
+        if key in doc:
+            del doc[key]
+    text = tomlkit.dumps(doc).rstrip("\n")
+    for key in tops:
+        if key in want:
+            fresh = tomlkit.document()
+            fresh[key] = tomlkit.item(want[key])
+            lines = [line for line in tomlkit.dumps(fresh).splitlines() if line.strip()]
+            text = (text + "\n\n" if text.strip() else "") + "\n".join(lines)
     return text.rstrip("\n") + "\n" if text.strip() else ""
 
 

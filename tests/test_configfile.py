@@ -150,21 +150,27 @@ def test_unparseable_files_are_refused(fmt: Any, text: str) -> None:
         render(fmt, text, [Set(("x",), 1)], PATH)
 
 
-def test_an_edit_tomlkit_cannot_reproduce_is_refused() -> None:
-    # One array of tables spread over the file, another table in between: editing it
-    # through tomlkit does not give back what was asked, so nothing is written.
+def test_an_array_of_tables_spread_over_the_file_is_rewritten_whole() -> None:
+    # tomlkit cannot edit such an array in place: the hooks table is written anew,
+    # the rest of the file stays as it was.
     before = (
-        '[[hooks.Stop]]\n[[hooks.Stop.hooks]]\ncommand = "a"\n'
-        "[x]\ny = 1\n"
+        '# top\n[[hooks.Stop]]\n[[hooks.Stop.hooks]]\ncommand = "a"\n\n'
+        "[x]  # kept\ny = 1\n\n"
         '[[hooks.Stop]]\n[[hooks.Stop.hooks]]\ncommand = "b"\n'
     )
+    text, doc = toml_after(
+        before, Delete(("hooks", "Stop", 0)), Insert(("hooks", "Stop"), 1, GROUP)
+    )
+    assert doc["hooks"]["Stop"] == [{"hooks": [{"command": "b"}]}, GROUP]
+    assert text.startswith("# top\n") and "[x]  # kept\ny = 1\n" in text
+
+
+def test_an_edit_that_cannot_be_checked_is_refused() -> None:
+    # Every result is parsed back and compared with what was asked; nan equals nothing,
+    # so a file holding one cannot be checked, and is left alone.
+    before = "[mcp_servers.peers]\nstartup_timeout_sec = nan\n"
     with pytest.raises(ConfigError, match=r"cannot edit safely.*untouched"):
-        render(
-            "toml",
-            before,
-            [Delete(("hooks", "Stop", 0)), Insert(("hooks", "Stop"), 1, GROUP)],
-            PATH,
-        )
+        render("toml", before, [Set(("model",), "o3")], PATH)
 
 
 def test_inline_tables_take_new_keys_inline() -> None:
