@@ -134,6 +134,8 @@ class HookSpec:
     handler_extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # The client skips hooks the user has not trusted, silently (Codex).
     needs_trust: bool = False
+    # Other files it reads hooks from (only read by doctor).
+    other: tuple[ConfigFile, ...] = ()
 
     def file(self, scope: ConfigScope) -> ConfigFile:
         return self.project if scope is ConfigScope.PROJECT else self.user
@@ -220,6 +222,7 @@ CLAUDE = Client(
         edit_matcher="Edit|Write|MultiEdit|NotebookEdit",
         timeout=5,
         timeout_unit="s",
+        other=(ConfigFile(Root.PROJECT, (".claude", "settings.local.json"), "json", ("hooks",)),),
     ),
     edit_tools=("Edit", "Write", "MultiEdit", "NotebookEdit"),
     start_command="claude",

@@ -863,10 +863,11 @@ def scan_hooks(cwd: Path) -> list[HookFile]:
         spec = client.hooks
         if spec is None:
             continue
-        for scope in (ConfigScope.USER, ConfigScope.PROJECT):
-            file = spec.file(scope)
+        files = [(ConfigScope.USER, spec.user), (ConfigScope.PROJECT, spec.project)]
+        files += [(ConfigScope.LOCAL, other) for other in spec.other]
+        for scope, file in files:
             path = file.path(root)
-            if scope is ConfigScope.PROJECT and path == spec.user.path(root):
+            if scope is not ConfigScope.USER and path == spec.user.path(root):
                 continue
             try:
                 text = read_text(path)

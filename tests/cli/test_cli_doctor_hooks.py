@@ -164,3 +164,12 @@ def test_an_untrusted_gemini_entry_is_a_warning(cli: Cli) -> None:
     [check] = [c for c in doctor(cli) if c["name"].startswith("gemini user config")]
     assert check["status"] == "warn" and "hides the peers tools" in check["detail"]
     assert check["fix"] == "peers install gemini --scope user"
+
+
+def test_hooks_moved_to_claudes_local_settings_still_count(cli: Cli) -> None:
+    install(cli, "claude")
+    moved = cli.cwd / ".claude" / "settings.local.json"
+    moved.parent.mkdir()
+    (cli.home / ".claude" / "settings.json").rename(moved)
+    [check] = named(doctor(cli), "claude hooks")
+    assert check["status"] == "ok" and "settings.local.json" in check["detail"]
