@@ -62,21 +62,19 @@ def hook_command(base: Sequence[str], client: str, event: str) -> str:
 
 
 def is_peers_hook(command: object) -> bool:
-    """True for a command that runs ``peers hook`` (by path, or ``python -m peers``)."""
+    """True for a command that runs ``peers hook`` (the script, or ``python -m peers``)."""
     if not isinstance(command, str):
         return False
     try:
         words = shlex.split(command)
     except ValueError:
         return False
-    for i, word in enumerate(words):
-        runs_peers = os.path.basename(word) in ("peers", "peers.exe") or (
-            word == "-m" and i + 1 < len(words) and words[i + 1] == "peers"
-        )
-        if runs_peers:
-            rest = words[i + 1 : i + 3]
-            return "hook" in rest
-    return False
+    if not words:
+        return False
+    program = os.path.basename(words[0])
+    if program in ("peers", "peers.exe"):
+        return words[1:2] == ["hook"]
+    return program.startswith("python") and words[1:4] == ["-m", "peers", "hook"]
 
 
 def _is_ours(handler: object) -> bool:
