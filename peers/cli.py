@@ -19,23 +19,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from peers import constants as c
 from peers.config import Settings, load_settings, redact_url
-from peers.doctor import client_checks, failed, run_doctor
 from peers.errors import AmbiguousTarget, ConfigError, InvalidInput, PeerNotFound, PeersError
 from peers.gitinfo import git_context
-from peers.install import (
-    CLIENTS,
-    InstallScope,
-    apply_install,
-    plan_install,
-    start_hint,
-    tighten_permissions,
-)
 from peers.log import configure_logging
 from peers.models import Check, CheckStatus, EventKind, HistoryQuery, Peer, Scope
 from peers.procinfo import process_start_time
@@ -45,6 +36,7 @@ from peers.render import (
     Output,
     check_json,
     clock,
+    delivery_paths,
     event_json,
     event_text,
     iso,
@@ -57,6 +49,9 @@ from peers.render import (
 )
 from peers.service import CLI_ID_PREFIX, PeersService, Sender, SendResult
 from peers.transports import create_transport
+
+if TYPE_CHECKING:
+    from peers.install import InstallPlan, InstallScope
 
 __all__ = ["app", "main"]
 
@@ -227,7 +222,10 @@ def status(json_out: JsonOption = False) -> None:
             info=info,
             live_peers=len(peers),
             unread=sum(counts.values()),
-            peers=[peer_json(p, counts.get(p.id, 0)) for p in peers],
+            peers=[
+                {**peer_json(p, counts.get(p.id, 0)), "delivery_paths": delivery_paths(p)}
+                for p in peers
+            ],
         )
         if json_out:
             out.json(doc)
@@ -272,7 +270,7 @@ def list_(
     ] = "all",
     json_out: JsonOption = False,
 ) -> None:
-    """Live peers: name, id, client, receive mode, repo or cwd, branch, summary, last seen."""
+    """Live peers: name, id, client, how mail reaches it, repo or cwd, branch, summary, last seen."""
     out = Output(json_mode=json_out)
 
     async def go() -> None:
@@ -664,48 +662,104 @@ def _count(n: int, what: str) -> str:
 # -- install and doctor ----------------------------------------------------------------------
 
 
+ScopeOption = Annotated[
+    str, typer.Option("--scope", "-s", help="user (every project) or project (this repo).")
+]
+ServerNameOption = Annotated[
+    str, typer.Option("--name", help="The name the client registers the server under.")
+]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the change; write nothing.")]
+
+
+def _install_scope(scope: str) -> InstallScope:
+    from peers.install import InstallScope
+
+    try:
+        return InstallScope(scope)
+    except ValueError:
+        raise InvalidInput(f"unknown scope {scope!r}; use user or project") from None
+
+
+def _check_client(client: str) -> None:
+    from peers import clients
+
+    if clients.by_name(client) is None:
+        raise InvalidInput(f"unknown client {client!r}; use one of: {', '.join(clients.names())}")
+
+
+def _show_plan(out: Output, plan: InstallPlan, dry_run: bool, nothing: str) -> None:
+    """Write the plan (or show it, for a dry run), saying what changed where."""
+    from peers.install import apply_plan, tighten_permissions
+
+    changed = [f for f in plan.files if f.changed]
+    if not changed:
+        out.line(nothing)
+        if not dry_run and tighten_permissions(plan):
+            out.line(f"Made {plan.location.path} private (0600): its entry holds a password.")
+        return
+    if dry_run:
+        for f in changed:
+            verb = "create" if f.before is None else "change"
+            out.line(f"Would {verb} {f.path} ({', '.join(f.roles)}; dry run, nothing written):")
+            out.line(f.diff().rstrip("\n"))
+        return
+    backups = apply_plan(plan)
+    for f in changed:
+        verb = "Created" if f.before is None else "Updated"
+        out.line(f"{verb} {f.path} ({', '.join(f.roles)}).")
+    for backup in backups:
+        out.line(f"Backup of the previous file: {backup}")
+
+
 @app.command()
 def install(
     client: Annotated[
         str, typer.Argument(metavar="CLIENT", help="claude, codex, cursor or gemini.")
     ],
-    scope: Annotated[
-        str, typer.Option("--scope", "-s", help="user (every project) or project (this repo).")
-    ] = "user",
-    name: Annotated[
-        str, typer.Option("--name", help="The name the client registers the server under.")
-    ] = c.SERVER_NAME,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the change; write nothing.")
+    scope: ScopeOption = "user",
+    name: ServerNameOption = c.SERVER_NAME,
+    dry_run: DryRunOption = False,
+    hooks: Annotated[
+        bool,
+        typer.Option(
+            "--hooks/--no-hooks",
+            help="Also install peers' hooks: mail at every prompt and tool step, the edit guard.",
+        ),
+    ] = True,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust/--no-trust",
+            help='Gemini: write "trust": true, so that it runs the peers tools without asking.',
+        ),
+    ] = True,
+    trust_hooks: Annotated[
+        bool,
+        typer.Option(
+            "--trust-hooks",
+            help="Codex: record your trust of peers' hooks, as approving them in /hooks does.",
+        ),
     ] = False,
 ) -> None:
-    """Write peers into an agent client's MCP configuration, keeping a backup."""
+    """Write peers (MCP entry and hooks) into an agent client's settings, keeping a backup."""
+    from peers.install import plan_install, start_hint
+
     out = Output()
     with _errors():
-        if client not in CLIENTS:
-            raise InvalidInput(f"unknown client {client!r}; use one of: {', '.join(CLIENTS)}")
-        try:
-            scope_ = InstallScope(scope)
-        except ValueError:
-            raise InvalidInput(f"unknown scope {scope!r}; use user or project") from None
-        plan = plan_install(client, scope_, name)
-        where = str(plan.location.path)
-        if not plan.changed:
-            out.line(f"{where} already has the '{plan.name}' entry; nothing to change.")
-            if not dry_run and tighten_permissions(plan):
-                out.line(f"Made {where} private (0600): its entry holds a password.")
-        elif dry_run:
-            verb = "create" if plan.before is None else "change"
-            out.line(f"Would {verb} {where} (dry run, nothing written):")
-            out.line(plan.diff().rstrip("\n"))
-        else:
-            backup = apply_install(plan)
-            verb = "Created" if plan.before is None else "Updated"
-            out.line(f"{verb} {where} with the '{plan.name}' entry.")
-            if backup is not None:
-                out.line(f"Backup of the previous file: {backup}")
-        command = " ".join([plan.entry["command"], *plan.entry.get("args", [])])
-        out.line(f"Command: {command}")
+        _check_client(client)
+        plan = plan_install(
+            client, _install_scope(scope), name, hooks=hooks, trust=trust, trust_hooks=trust_hooks
+        )
+        what = f"the '{plan.name}' entry" + (" and peers' hooks" if plan.hooks.present else "")
+        where = ", ".join(str(f.path) for f in plan.files)
+        _show_plan(out, plan, dry_run, f"{where} already has {what}; nothing to change.")
+        assert plan.entry is not None
+        args = plan.entry.get("args", [])
+        out.line(f"Command: {' '.join([plan.entry['command'], *args])}")
+        if plan.hooks.present:
+            out.line(f"Hooks: {_hooks_line(plan)}")
+        elif hooks and plan.client.hooks is None:
+            out.line(f"Hooks: none ({plan.client.title} gets no hooks from peers)")
         for note in plan.notes:
             out.line(f"Note: {note}.")
         out.line()
@@ -713,9 +767,51 @@ def install(
             out.line(hint)
 
 
+def _hooks_line(plan: InstallPlan) -> str:
+    from peers.clients import HookEvent
+
+    spec = plan.client.hooks
+    assert spec is not None
+    parts = []
+    for event in HookEvent:
+        label = spec.events[event]
+        if event is HookEvent.PRE_TOOL_USE:
+            label += f" (edit tools: {spec.edit_matcher})"
+        elif event is HookEvent.POST_TOOL_USE:
+            label += " (every tool)"
+        parts.append(label)
+    return f"{plan.hooks.command} hook EVENT --client {plan.client.name} on " + ", ".join(parts)
+
+
+@app.command()
+def uninstall(
+    client: Annotated[
+        str, typer.Argument(metavar="CLIENT", help="claude, codex, cursor or gemini.")
+    ],
+    scope: ScopeOption = "user",
+    name: ServerNameOption = c.SERVER_NAME,
+    dry_run: DryRunOption = False,
+) -> None:
+    """Take peers' MCP entry and hooks out of an agent client's settings, keeping a backup."""
+    from peers.install import plan_uninstall
+
+    out = Output()
+    with _errors():
+        _check_client(client)
+        plan = plan_uninstall(client, _install_scope(scope), name)
+        where = ", ".join(str(f.path) for f in plan.files)
+        _show_plan(out, plan, dry_run, f"No '{plan.name}' entry or peers hooks in {where}; nothing to change.")
+        for note in plan.notes:
+            out.line(f"Note: {note}.")
+        if plan.changed and not dry_run:
+            out.line(f"Restart {plan.client.title} sessions that are running to drop peers.")
+
+
 @app.command()
 def doctor(json_out: JsonOption = False) -> None:
     """Check configuration, backend, peers and client configs; exit 1 if any check fails."""
+    from peers.doctor import client_checks, failed, run_doctor
+
     out = Output(json_mode=json_out)
 
     async def go() -> list[Check]:

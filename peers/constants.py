@@ -58,3 +58,7 @@ MAX_SUCCESSOR_HOPS: Final = 32
 REDIS_CLAIM_ATTEMPTS: Final = 10
 
 SERVER_NAME: Final = "peers"
+
+# A hook that reached its session's server within this long counts as a live path
+# (`peers status`, `peers doctor`); older, the session shows when it last did.
+HOOKS_RECENT: Final = 600.0

@@ -8,16 +8,20 @@ transport contract only. A failure always carries its fix in one line.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from peers import clients
 from peers import constants as c
 from peers.config import Settings, redact_url
+from peers.configfile import tilde
 from peers.errors import BackendUnavailable, ConfigError, PeersError, StoreCorrupt
-from peers.install import FoundEntry, command_resolves, scan_clients
+from peers.install import FoundEntry, ScanResult, command_resolves, scan_clients, scan_hooks
 from peers.models import Check, CheckStatus, Peer, ReceiveMode
 from peers.procinfo import find_agent_process
+from peers.render import POLL_ONLY, PUSH_UNCONFIRMED, delivery_paths
 from peers.service import PeersService
 from peers.transports import create_transport
 from peers.transports.base import Transport
@@ -28,6 +32,7 @@ __all__ = [
     "client_checks",
     "config_checks",
     "failed",
+    "hook_checks",
     "peer_checks",
     "run_doctor",
 ]
@@ -251,30 +256,72 @@ async def _backlog_checks(service: PeersService, live: Sequence[Peer]) -> list[C
 
 
 def _poll_checks(live: Sequence[Peer], server_name: str) -> list[Check]:
-    polling = [p for p in live if p.receive_mode is ReceiveMode.POLL]
-    claude = [p for p in polling if p.client == "claude-code"]
-    others = [p for p in polling if p.client != "claude-code"]
+    """Per session, how mail reaches its model: push, hooks, or only its next tool call."""
+    now = time.time()
+    paths = {p.id: delivery_paths(p, now) for p in live}
+    poll_only = [p for p in live if paths[p.id] == [POLL_ONLY]]
+    # Push not proven and no hooks: if the channel drops messages, they wait for a tool call.
+    unproven = [p for p in live if paths[p.id] == [PUSH_UNCONFIRMED]]
     checks: list[Check] = []
-    if claude:
+    tally: dict[str, int] = {}
+    for p in live:
+        for path in paths[p.id]:
+            key = path.split(" (")[0]
+            tally[key] = tally.get(key, 0) + 1
+    summary = ", ".join(f"{n} {key}" for key, n in tally.items()) or "no live session"
+    checks.append(
+        Check(
+            name="delivery paths",
+            status=OK,
+            detail=f"{summary}; per session: "
+            + "; ".join(f"{p.label}: {', '.join(paths[p.id])}" for p in live[:10])
+            if live
+            else summary,
+        )
+    )
+    if poll_only:
         checks.append(
             Check(
                 name="poll-mode sessions",
                 status=WARN,
-                detail="Claude Code started without the channel flag, messages wait for a tool call: "
-                + ", ".join(p.label for p in claude[:10]),
-                fix=f"restart it with: claude --dangerously-load-development-channels server:{server_name}",
+                detail="messages wait until the model calls a peers tool in "
+                + ", ".join(f"{p.label} ({p.client})" for p in poll_only[:10]),
+                fix=_poll_fix(poll_only, server_name),
             )
         )
-    detail = (
-        f"{_plural(len(others), 'session')} without push poll as expected ("
-        + ", ".join(f"{p.label}: {p.client}" for p in others[:10])
-        + ")"
-        if others
-        else "no session is left waiting for a poll"
-    )
-    if not claude:
-        checks.append(Check(name="poll-mode sessions", status=OK, detail=detail))
+    else:
+        checks.append(
+            Check(name="poll-mode sessions", status=OK, detail="no session is left waiting for a poll")
+        )
+    if unproven:
+        checks.append(
+            Check(
+                name="unconfirmed push",
+                status=WARN,
+                detail="the channel is loaded but not proven to reach the model, and no hook "
+                "reached peers yet, in " + ", ".join(p.label for p in unproven[:10]),
+                fix="peers install claude (its hooks bring mail at every step even when "
+                "Claude Code's channels are off), then restart those sessions",
+            )
+        )
     return checks
+
+
+def _poll_fix(sessions: Sequence[Peer], server_name: str) -> str:
+    kinds = sorted({p.client for p in sessions})
+    names = [client.name for kind in kinds if (client := clients.by_kind(kind)) and client.hooks]
+    fixes = []
+    if names:
+        fixes.append(
+            f"peers install {' / '.join(names)} (hooks: mail at every prompt and tool step), "
+            "then restart those sessions"
+        )
+    if any((client := clients.by_kind(k)) and client.push for k in kinds):
+        fixes.append(
+            f"or restart Claude Code with: claude --dangerously-load-development-channels "
+            f"server:{server_name}"
+        )
+    return "; ".join(fixes) or "ask those sessions to call check_messages"
 
 
 # -- clients ------------------------------------------------------------------------------
@@ -322,7 +369,19 @@ def client_checks(cwd: Path, server_name: str = c.SERVER_NAME) -> list[Check]:
                 Check(name=label, status=FAIL, detail=resolved, fix=_reinstall(found))
             )
             continue
-        if found.location.client != "claude":
+        client = clients.by_name(found.location.client)
+        if client is not None and client.trust_key and found.entry.get(client.trust_key) is not True:
+            checks.append(
+                Check(
+                    name=label,
+                    status=WARN,
+                    detail=f'{argv}; without "{client.trust_key}": true, `gemini -p` hides the '
+                    "peers tools from the model and the UI asks before every call",
+                    fix=_reinstall(found),
+                )
+            )
+            continue
+        if client is None or not client.push:
             checks.append(Check(name=label, status=OK, detail=argv))
             continue
         env = found.entry.get("env")
@@ -346,6 +405,132 @@ def client_checks(cwd: Path, server_name: str = c.SERVER_NAME) -> list[Check]:
                 name=label,
                 status=OK,
                 detail=f"{argv}; start claude with --dangerously-load-development-channels server:{found.name}",
+            )
+        )
+    checks.extend(hook_checks(cwd, scan, {loc.path for loc, _ in scan.errors}))
+    return checks
+
+
+def _hook_program(command: str) -> str:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    return words[0] if words else command
+
+
+def hook_checks(cwd: Path, scan: ScanResult, reported: set[Path]) -> list[Check]:
+    """peers' hooks next to each client's entry: there, complete, runnable, trusted, on."""
+    checks: list[Check] = []
+    files = scan_hooks(cwd)
+    for client in clients.CLIENTS:
+        spec = client.hooks
+        if spec is None:
+            continue
+        mine = [f for f in files if f.client is client]
+        entries = [e for e in scan.entries if e.location.client == client.name]
+        for f in mine:
+            if f.error and f.path not in reported:
+                checks.append(
+                    Check(
+                        name=f"{client.name} hooks",
+                        status=FAIL,
+                        detail=f.error,
+                        fix=f"repair {f.path} by hand; peers does not rewrite a file it cannot parse",
+                    )
+                )
+        ours = [(f, h) for f in mine for h in f.ours]
+        if not entries:
+            if ours:
+                where = ", ".join(sorted({tilde(f.path) for f, _ in ours}))
+                checks.append(
+                    Check(
+                        name=f"{client.name} hooks",
+                        status=WARN,
+                        detail=f"peers' hooks in {where} but no peers entry: they find no "
+                        "session and do nothing",
+                        fix=f"peers install {client.name}, or peers uninstall {client.name}",
+                    )
+                )
+            continue
+        scope = "project" if all(e.location.scope == "project" for e in entries) else "user"
+        reinstall = f"peers install {client.name} --scope {scope}"
+        if not ours:
+            checks.append(
+                Check(
+                    name=f"{client.name} hooks",
+                    status=WARN,
+                    detail=f"{client.title} has a peers entry but none of peers' hooks: mail "
+                    "waits until its model calls a peers tool, and edits are not guarded",
+                    fix=reinstall,
+                )
+            )
+            continue
+        problems: list[Check] = []
+        present = {h.event for _, h in ours}
+        missing = [name for name in spec.events.values() if name not in present]
+        if missing:
+            problems.append(
+                Check(
+                    name=f"{client.name} hooks",
+                    status=WARN,
+                    detail=f"peers' hooks lack {', '.join(missing)}",
+                    fix=reinstall,
+                )
+            )
+        broken = sorted(
+            {
+                f"{program} ({why})"
+                for _, h in ours
+                for program in [_hook_program(h.command)]
+                for ok, why in [command_resolves({"command": program})]
+                if not ok
+            }
+        )
+        if broken:
+            problems.append(
+                Check(
+                    name=f"{client.name} hooks",
+                    status=FAIL,
+                    detail=f"peers' hooks run a command that does not resolve: {', '.join(broken)}",
+                    fix=reinstall,
+                )
+            )
+        for f in mine:
+            if f.ours and f.disabled:
+                problems.append(
+                    Check(
+                        name=f"{client.name} hooks",
+                        status=WARN,
+                        detail=f"{tilde(f.path)}: {f.disabled}",
+                        fix=f"change that setting in {f.path}",
+                    )
+                )
+            not_trusted = [
+                f"{h.event} ({status})" for h, status in zip(f.ours, f.trust, strict=False)
+                if status != "trusted"
+            ]
+            if not_trusted:
+                problems.append(
+                    Check(
+                        name=f"{client.name} hooks",
+                        status=WARN,
+                        detail=f"{tilde(f.path)}: Codex skips untrusted hooks silently, and "
+                        f"these of peers' are not trusted: {', '.join(not_trusted)}",
+                        fix="in Codex type /hooks and trust the peers hooks, or run "
+                        f"{reinstall} --trust-hooks",
+                    )
+                )
+        if problems:
+            checks.extend(problems)
+            continue
+        where = ", ".join(sorted({tilde(f.path) for f, _ in ours}))
+        trusted = " (trusted)" if spec.needs_trust else ""
+        checks.append(
+            Check(
+                name=f"{client.name} hooks",
+                status=OK,
+                detail=f"{len(ours)} of peers' hooks in {where}{trusted}",
             )
         )
     return checks

@@ -1,71 +1,80 @@
-"""Agent clients' MCP configuration: write a peers entry (`peers install`), find it again (`peers doctor`).
+"""``peers install`` and ``peers uninstall``: peers' MCP entry and hooks in a client's settings.
 
-Every format is in /work/shared/CLIENTS.md:
+Where each client keeps them is in :mod:`peers.clients` (Claude Code: the
+entry in ``~/.claude.json`` or ``.mcp.json``, hooks in ``.claude/settings.json``;
+Codex: both in ``config.toml``; Gemini CLI: both in ``settings.json``; Cursor:
+the entry only). A plan says what every file would become; applying it writes
+each changed file with the care of :mod:`peers.configfile` (idempotent, backup,
+atomic, mode kept, 0600 with a password, nothing written to a file that cannot
+be parsed), and plans again on the new content when a running client rewrote
+a file in between, so that its change survives.
 
-- Claude Code: ``~/.claude.json`` ``mcpServers`` (user scope), ``projects[<dir>].mcpServers``
-  in the same file (its default "local" scope, only read here), ``<repo>/.mcp.json``
-  (project scope).
-- Codex: ``$CODEX_HOME/config.toml`` (default ``~/.codex``), table ``[mcp_servers.NAME]``;
-  ``<repo>/.codex/config.toml`` for a trusted project.
-- Cursor: ``~/.cursor/mcp.json`` or ``<repo>/.cursor/mcp.json``, ``mcpServers``.
-- Gemini CLI: ``~/.gemini/settings.json`` or ``<repo>/.gemini/settings.json``, ``mcpServers``.
-
-Writing is idempotent (an entry already as wanted leaves the file alone), keeps
-every unrelated entry and setting, backs the old file up next to it, replaces
-it atomically (following a symlink to its target) and never touches a file it
-cannot parse. TOML is edited textually: only the ``[mcp_servers.NAME]`` table
-is replaced, and the result is parsed back and compared before it is written,
-so comments and layout elsewhere survive and a file peers cannot edit safely
-is refused rather than damaged.
+Doctor's view of the same files (:func:`scan_clients`, :func:`scan_hooks`) is
+here too.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import difflib
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from peers import clients
 from peers import constants as c
+from peers.clients import Client, ConfigFile, ConfigScope
+from peers.configfile import Delete, Format, Op, Set, make_private, parse, read_text
+from peers.configfile import render as render_file
+from peers.configfile import tilde as _tilde
+from peers.configfile import write as write_file
 from peers.errors import ConfigError, InvalidInput
+from peers.hookconfig import (
+    FoundHook,
+    HookChange,
+    codex_trust_ops,
+    codex_trust_status,
+    find_ours,
+    our_groups,
+    plan_hooks,
+)
 
 __all__ = [
     "CLIENTS",
     "ConfigLocation",
+    "FileChange",
     "FoundEntry",
+    "HookFile",
     "InstallPlan",
     "InstallScope",
     "ScanResult",
     "apply_install",
+    "apply_plan",
     "command_resolves",
     "config_location",
     "plan_install",
+    "plan_uninstall",
     "scan_clients",
+    "scan_hooks",
     "server_command",
     "start_hint",
+    "tighten_permissions",
 ]
 
-CLIENTS: tuple[str, ...] = ("claude", "codex", "cursor", "gemini")
+CLIENTS: tuple[str, ...] = clients.names()
 # Claude Code's rule for server names; the other clients accept at least these.
 SERVER_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Settings carried from the installing shell into the entry when set there.
 CARRIED_ENV = ("PEERS_URL", "PEERS_NAMESPACE")
-
-Format = Literal["json", "toml"]
+# The tool Codex still asks about when it is on (its annotations say destructive).
+KILL_TOOL = "kill_peer"
 
 
 class InstallScope(StrEnum):
@@ -89,16 +98,6 @@ class ConfigLocation:
         return f"{self.client} {self.scope} config {_tilde(self.path)}"
 
 
-def _tilde(path: Path) -> str:
-    home = str(Path.home())
-    text = str(path)
-    return "~" + text[len(home) :] if home != "/" and text.startswith(home + os.sep) else text
-
-
-def codex_home() -> Path:
-    return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
-
-
 def project_root(cwd: Path) -> Path:
     """The git work tree containing ``cwd``, or ``cwd`` itself."""
     try:
@@ -116,23 +115,22 @@ def project_root(cwd: Path) -> Path:
     return Path(top) if out.returncode == 0 and top else cwd
 
 
+def _client(name: str) -> Client:
+    found = clients.by_name(name)
+    if found is None:
+        raise InvalidInput(f"unknown client {name!r}; use one of: {', '.join(CLIENTS)}")
+    return found
+
+
+def _location(client: Client, scope: str, file: ConfigFile, root: Path) -> ConfigLocation:
+    return ConfigLocation(client.name, scope, file.path(root), file.fmt, file.table_for(root))
+
+
 def config_location(client: str, scope: InstallScope, cwd: Path) -> ConfigLocation:
-    """Where ``peers install CLIENT --scope SCOPE`` writes."""
-    home = Path.home()
-    user = scope is InstallScope.USER
-    root = home if user else project_root(cwd)
-    if client == "claude":
-        path = home / ".claude.json" if user else root / ".mcp.json"
-        return ConfigLocation(client, scope.value, path, "json", ("mcpServers",))
-    if client == "codex":
-        path = codex_home() / "config.toml" if user else root / ".codex" / "config.toml"
-        return ConfigLocation(client, scope.value, path, "toml", ("mcp_servers",))
-    if client == "cursor":
-        return ConfigLocation(client, scope.value, root / ".cursor" / "mcp.json", "json", ("mcpServers",))
-    if client == "gemini":
-        path = root / ".gemini" / "settings.json"
-        return ConfigLocation(client, scope.value, path, "json", ("mcpServers",))
-    raise InvalidInput(f"unknown client {client!r}; use one of: {', '.join(CLIENTS)}")
+    """Where ``peers install CLIENT --scope SCOPE`` writes the MCP entry."""
+    found = _client(client)
+    root = Path.home() if scope is InstallScope.USER else project_root(cwd)
+    return _location(found, scope.value, found.mcp_file(ConfigScope(scope.value)), root)
 
 
 def _all_locations(cwd: Path) -> list[ConfigLocation]:
@@ -147,58 +145,15 @@ def _all_locations(cwd: Path) -> list[ConfigLocation]:
             found.append(loc)
 
     root = project_root(cwd)
-    for client in CLIENTS:
-        add(config_location(client, InstallScope.USER, cwd))
-        if client == "claude":
-            for directory in dict.fromkeys([cwd, root]):
-                add(
-                    ConfigLocation(
-                        "claude",
-                        "local",
-                        Path.home() / ".claude.json",
-                        "json",
-                        ("projects", str(directory), "mcpServers"),
-                    )
-                )
-        add(config_location(client, InstallScope.PROJECT, cwd))
+    for client in clients.CLIENTS:
+        for scope, file in client.mcp_files():
+            if scope is ConfigScope.LOCAL:
+                # Claude Code keys its local servers by the directory it was started in.
+                for directory in dict.fromkeys([cwd, root]):
+                    add(_location(client, scope.value, file, directory))
+            else:
+                add(_location(client, scope.value, file, root))
     return found
-
-
-# -- reading -------------------------------------------------------------------------
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{_tilde(path)} is not UTF-8 text; peers left it untouched") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {_tilde(path)}: {exc.strerror}") from None
-
-
-def _parse(loc: ConfigLocation, text: str | None) -> dict[str, Any]:
-    if text is None or not text.strip():
-        return {}
-    where = _tilde(loc.path)
-    if loc.fmt == "toml":
-        try:
-            return tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(
-                f"{where} is not valid TOML ({exc}); peers left it untouched: fix it first"
-            ) from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{where} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "peers left it untouched: fix it first"
-        ) from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{where} holds a JSON {type(doc).__name__}, not an object; peers left it untouched")
-    return doc
 
 
 def _servers(loc: ConfigLocation, doc: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -236,7 +191,13 @@ def server_command() -> tuple[str, list[str]]:
 
 
 def desired_entry(
-    client: str, name: str, command: str, args: list[str], environ: Mapping[str, str]
+    client: str,
+    name: str,
+    command: str,
+    args: list[str],
+    environ: Mapping[str, str],
+    *,
+    trust: bool = True,
 ) -> dict[str, Any]:
     env: dict[str, str] = {}
     if name != c.SERVER_NAME:
@@ -245,12 +206,15 @@ def desired_entry(
     for key in CARRIED_ENV:
         if environ.get(key):
             env[key] = environ[key]
-    entry: dict[str, Any] = {"type": "stdio"} if client == "claude" else {}
+    found = _client(client)
+    entry: dict[str, Any] = {"type": found.entry_type} if found.entry_type else {}
     entry.update({"command": command, "args": list(args), "env": env})
+    if found.trust_key and trust:
+        entry[found.trust_key] = True
     return entry
 
 
-def _merge(client: str, existing: Any, desired: dict[str, Any]) -> dict[str, Any]:
+def _merge(client: Client, existing: Any, desired: dict[str, Any], trust: bool) -> dict[str, Any]:
     """The new entry: ours, keeping settings the user added to an existing one."""
     if not isinstance(existing, Mapping):
         merged = dict(desired)
@@ -267,229 +231,28 @@ def _merge(client: str, existing: Any, desired: dict[str, Any]) -> dict[str, Any
         }
         env.update(desired["env"])
         merged["env"] = env
-    if client == "codex" and not merged.get("env"):
-        merged.pop("env", None)  # `codex mcp add` omits an empty env
+        if client.trust_key:
+            if trust:
+                merged[client.trust_key] = True
+            else:
+                merged.pop(client.trust_key, None)
+    if client.omit_empty_env and not merged.get("env"):
+        merged.pop("env", None)
     return merged
 
 
-# -- TOML: replace one table textually ------------------------------------------------------
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)
-
-
-def _toml_string(value: str) -> str:
-    # JSON's escapes are valid TOML basic-string escapes; DEL must be escaped in TOML too.
-    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def _toml_value(value: Any, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return "nan" if value != value else ("inf" if value > 0 else "-inf")
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v, where) for v in value) + "]"
-    if isinstance(value, Mapping):
-        inner = ", ".join(f"{_toml_key(k)} = {_toml_value(v, where)}" for k, v in value.items())
-        return "{ " + inner + " }" if inner else "{}"
-    raise ConfigError(f"{where}: cannot rewrite a value of type {type(value).__name__}; edit it by hand")
-
-
-def _toml_table(name: str, entry: Mapping[str, Any], where: str) -> str:
-    lines = [f"[mcp_servers.{_toml_key(name)}]"]
-    for key, value in entry.items():
-        lines.append(f"{_toml_key(key)} = {_toml_value(value, where)}")
-    return "\n".join(lines) + "\n"
-
-
-def _parse_dotted_key(text: str) -> list[str] | None:
-    """``a."b c".'d'`` -> ["a", "b c", "d"]; None when it is not a simple dotted key."""
-    parts: list[str] = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and text[i] in " \t":
-            i += 1
-        if i >= n:
-            return None
-        if text[i] == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            if j >= n:
-                return None
-            try:
-                parts.append(json.loads(text[i : j + 1]))
-            except json.JSONDecodeError:
-                return None
-            i = j + 1
-        elif text[i] == "'":
-            j = text.find("'", i + 1)
-            if j < 0:
-                return None
-            parts.append(text[i + 1 : j])
-            i = j + 1
-        else:
-            m = _BARE_KEY.match(text, i)
-            if m is None:
-                return None
-            parts.append(m.group())
-            i = m.end()
-        while i < n and text[i] in " \t":
-            i += 1
-        if i >= n:
-            return parts
-        if text[i] != ".":
-            return None
-        i += 1
-
-
-def _header(line: str) -> tuple[bool, list[str] | None] | None:
-    """(is_array_table, key parts) if the line is a table header, else None."""
-    stripped = line.strip()
-    if not stripped.startswith("["):
-        return None
-    array = stripped.startswith("[[")
-    opener, closer = ("[[", "]]") if array else ("[", "]")
-    body = stripped[len(opener) :]
-    # The closing bracket is the first one outside quotes.
-    quote: str | None = None
-    for i, ch in enumerate(body):
-        if quote:
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "\"'":
-            quote = ch
-        elif body.startswith(closer, i):
-            rest = body[i + len(closer) :].strip()
-            if rest and not rest.startswith("#"):
-                return None
-            return array, _parse_dotted_key(body[:i])
-        elif ch == "[" or ch == ",":
-            return None  # an array value, not a header
-    return None
-
-
-def _replace_toml_table(text: str, name: str, table: str, where: str) -> str:
-    lines = text.splitlines(keepends=True)
-    blocks: list[tuple[int, int]] = []  # [start, end) of tables to drop
-    current: int | None = None
-    in_string: str | None = None
-
-    def close(end: int) -> None:
-        nonlocal current
-        if current is not None:
-            # Blank lines and comments at a table's end belong to what follows.
-            while end > current + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
-                end -= 1
-            blocks.append((current, end))
-            current = None
-
-    for i, line in enumerate(lines):
-        if in_string is None:
-            head = _header(line)
-            if head is not None:
-                close(i)
-                _, key = head
-                if key is not None and key[:2] == ["mcp_servers", name] and len(key) >= 2:
-                    current = i
-        for delim in ('"""', "'''"):
-            if line.count(delim) % 2 == 1 and in_string in (None, delim):
-                in_string = None if in_string == delim else delim
-    close(len(lines))
-
-    if not blocks:
-        prefix = text if not text or text.endswith("\n") else text + "\n"
-        separator = "\n" if prefix.strip() else ""
-        return prefix + separator + table
-    out: list[str] = []
-    position = 0
-    for n, (start, end) in enumerate(blocks):
-        between = lines[position:start]
-        if n > 0 and all(not line.strip() for line in between):
-            between = []  # the blank lines that separated two dropped tables
-        out.extend(between)
-        if n == 0:
-            out.append(table)
-        position = end
-    rest = lines[position:]
-    if rest and rest[0].strip():
-        out.append("\n")
-    out.extend(rest)
-    return "".join(out)
-
-
-def _without(doc: Mapping[str, Any], table: tuple[str, ...], name: str) -> dict[str, Any]:
-    """A deep copy of doc with servers[name] removed (and an emptied servers table dropped)."""
-    copied: dict[str, Any] = copy.deepcopy(dict(doc))
-    parents: list[dict[str, Any]] = [copied]
-    node: Any = copied
-    for key in table:
-        if not isinstance(node, dict) or key not in node:
-            return copied
-        node = node[key]
-        parents.append(node)
-    if isinstance(node, dict):
-        node.pop(name, None)
-    # Drop containers left empty, innermost first.
-    for depth in range(len(table), 0, -1):
-        parent, child = parents[depth - 1], parents[depth]
-        if isinstance(child, dict) and not child:
-            parent.pop(table[depth - 1], None)
-        else:
-            break
-    return copied
-
-
-# -- plan and apply ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class InstallPlan:
-    location: ConfigLocation
-    name: str
-    entry: dict[str, Any]
-    before: str | None
-    after: str
-    # Things worth telling the user about the entry (settings carried over).
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    # The entry holds a secret (a URL with a password): the file is written 0600.
-    private: bool = False
-    # What peers wants in the entry before merging with the file: to plan again
-    # on a file that changed under it.
-    desired: dict[str, Any] = field(default_factory=dict)
-    carried: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def changed(self) -> bool:
-        return self.after != (self.before or "")
-
-    @property
-    def action(self) -> str:
-        if not self.changed:
-            return "unchanged"
-        return "create" if self.before is None else "update"
-
-    def diff(self) -> str:
-        label = _tilde(self.location.path)
-        lines = difflib.unified_diff(
-            (self.before or "").splitlines(keepends=True),
-            self.after.splitlines(keepends=True),
-            fromfile=f"{label} (before)" if self.before is not None else "/dev/null",
-            tofile=f"{label} (after)",
-        )
-        text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-        return _hide_passwords(text)
+def looks_like_peers(entry: Mapping[str, Any]) -> bool:
+    """True for an entry that starts ``peers serve`` (by path, ``uvx peers`` or ``-m peers``)."""
+    command = entry.get("command")
+    args = entry.get("args")
+    argv = [command] if isinstance(command, str) else []
+    if isinstance(args, list):
+        argv += [a for a in args if isinstance(a, str)]
+    if "serve" not in argv:
+        return False
+    return any(os.path.basename(a) == "peers" for a in argv) or "peers.cli" in argv or (
+        "-m" in argv and "peers" in argv
+    )
 
 
 def _hide_passwords(text: str) -> str:
@@ -498,24 +261,13 @@ def _hide_passwords(text: str) -> str:
 
 def validate_server_name(name: str) -> str:
     if not SERVER_NAME_PATTERN.fullmatch(name):
-        raise InvalidInput(
-            f"invalid server name {name!r}: use 1-64 letters, digits, '-' and '_'"
-        )
+        raise InvalidInput(f"invalid server name {name!r}: use 1-64 letters, digits, '-' and '_'")
     return name
 
 
-def _indent_of(text: str | None) -> int | str:
-    if text:
-        m = re.search(r"\n([ \t]+)\S", text)
-        if m:
-            unit = m.group(1)
-            return "\t" if unit.startswith("\t") else len(unit)
-    return 2
-
-
-def _holds_secret(entry: Mapping[str, Any]) -> bool:
+def _holds_secret(entry: Mapping[str, Any] | None) -> bool:
     """True if an environment value of the entry is a URL with a password."""
-    env = entry.get("env")
+    env = entry.get("env") if entry else None
     if not isinstance(env, Mapping):
         return False
     for value in env.values():
@@ -529,6 +281,192 @@ def _holds_secret(entry: Mapping[str, Any]) -> bool:
     return False
 
 
+# -- plans -----------------------------------------------------------------------------------
+
+Role = Literal["MCP entry", "hooks", "hook trust"]
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    """What one file is, and what it would become."""
+
+    path: Path
+    roles: tuple[Role, ...]
+    before: str | None
+    after: str
+    # Holds a password: written 0600.
+    private: bool
+    # The mode a new file gets.
+    new_mode: int
+
+    @property
+    def changed(self) -> bool:
+        return self.after != (self.before or "")
+
+    def diff(self) -> str:
+        label = _tilde(self.path)
+        lines = difflib.unified_diff(
+            (self.before or "").splitlines(keepends=True),
+            self.after.splitlines(keepends=True),
+            fromfile=f"{label} (before)" if self.before is not None else "/dev/null",
+            tofile=f"{label} (after)",
+        )
+        text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+        return _hide_passwords(text)
+
+
+@dataclass(frozen=True, slots=True)
+class HookReport:
+    """What a plan does to the client's hooks."""
+
+    command: str = ""
+    added: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    # Ours in the file once the plan is applied (event names).
+    present: tuple[str, ...] = ()
+    # How many of ours the plan trusts (Codex --trust-hooks), and how many stay untrusted.
+    trusted: int = 0
+    untrusted: int = 0
+    # Why hooks were left in place on uninstall (another peers entry uses them).
+    kept_for: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstallPlan:
+    """Every file ``peers install`` (or ``uninstall``) would change, and what to tell the user."""
+
+    client: Client
+    scope: InstallScope
+    name: str
+    action: Literal["install", "uninstall"]
+    location: ConfigLocation
+    # The MCP entry as it will be (install), or as it was (uninstall; None: there was none).
+    entry: dict[str, Any] | None
+    files: tuple[FileChange, ...]
+    hooks: HookReport
+    notes: tuple[str, ...] = ()
+    # Plans again from the files' current texts (apply calls it when a file changed).
+    replan: Callable[[Mapping[Path, str | None]], InstallPlan] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    @property
+    def changed(self) -> bool:
+        return any(f.changed for f in self.files)
+
+    @property
+    def before(self) -> str | None:
+        """The MCP entry file's text as read."""
+        for f in self.files:
+            if f.path == self.location.path:
+                return f.before
+        return None
+
+    @property
+    def private(self) -> bool:
+        return any(f.private for f in self.files if f.path == self.location.path)
+
+    def diff(self) -> str:
+        return "".join(f.diff() for f in self.files if f.changed)
+
+
+def _hooks_base(command: tuple[str, list[str]]) -> list[str]:
+    """The hook command's program part: the server command without ``serve``."""
+    cmd, args = command
+    return [cmd, *(a for a in args if a != "serve")]
+
+
+def _new_mode(scope: InstallScope) -> int:
+    return 0o600 if scope is InstallScope.USER else 0o644
+
+
+def _codex_state_file(client: Client) -> ConfigFile:
+    """Codex reads hook trust from the user config only, whatever file holds the hooks."""
+    return client.mcp_user
+
+
+@dataclass
+class _Draft:
+    """Ops per file while a plan is being put together."""
+
+    texts: Mapping[Path, str | None]
+    fmts: dict[Path, Format] = field(default_factory=dict)
+    ops: dict[Path, list[Op]] = field(default_factory=dict)
+    roles: dict[Path, list[Role]] = field(default_factory=dict)
+    private: dict[Path, bool] = field(default_factory=dict)
+
+    def doc(self, path: Path, fmt: Format) -> dict[str, Any]:
+        self.fmts[path] = fmt
+        return parse(fmt, self.texts.get(path), path)
+
+    def add(self, path: Path, role: Role, ops: Sequence[Op], private: bool = False) -> None:
+        self.ops.setdefault(path, []).extend(ops)
+        if ops or role == "MCP entry":
+            roles = self.roles.setdefault(path, [])
+            if role not in roles:
+                roles.append(role)
+        self.private[path] = self.private.get(path, False) or private
+
+    def files(self, scope: InstallScope, user_paths: set[Path]) -> tuple[FileChange, ...]:
+        out = []
+        for path, ops in self.ops.items():
+            before = self.texts.get(path)
+            after = render_file(self.fmts[path], before, ops, path)
+            mode = 0o600 if path in user_paths else _new_mode(scope)
+            out.append(
+                FileChange(
+                    path,
+                    tuple(self.roles.get(path, ())),
+                    before,
+                    after,
+                    self.private.get(path, False),
+                    mode,
+                )
+            )
+        return tuple(out)
+
+
+def _paths(client: Client, scope: InstallScope, root: Path) -> list[Path]:
+    cscope = ConfigScope(scope.value)
+    paths = [client.mcp_file(cscope).path(root)]
+    if client.hooks is not None:
+        paths.append(client.hooks.file(cscope).path(root))
+        if client.hooks.needs_trust:
+            paths.append(_codex_state_file(client).path(root))
+    return list(dict.fromkeys(paths))
+
+
+def _read_all(paths: Sequence[Path]) -> dict[Path, str | None]:
+    return {p: read_text(p) for p in paths}
+
+
+def _hook_ops(
+    draft: _Draft,
+    client: Client,
+    scope: InstallScope,
+    root: Path,
+    wanted: Mapping[str, Mapping[str, Any]],
+    trust_hooks: bool,
+) -> tuple[HookChange, int]:
+    """The hooks file's ops, and Codex's trust state that follows them."""
+    spec = client.hooks
+    assert spec is not None
+    file = spec.file(ConfigScope(scope.value))
+    path = file.path(root)
+    change = plan_hooks(draft.doc(path, file.fmt), spec, path, wanted)
+    draft.add(path, "hooks", change.ops)
+    trusted = 0
+    if spec.needs_trust:
+        state_file = _codex_state_file(client)
+        state_path = state_file.path(root)
+        ops, trusted = codex_trust_ops(
+            draft.doc(state_path, state_file.fmt), path, change, trust_hooks
+        )
+        draft.add(state_path, "hook trust", ops)
+    return change, trusted
+
+
 def plan_install(
     client: str,
     scope: InstallScope,
@@ -537,199 +475,307 @@ def plan_install(
     cwd: Path | None = None,
     environ: Mapping[str, str] | None = None,
     command: tuple[str, list[str]] | None = None,
+    hooks: bool = True,
+    trust: bool = True,
+    trust_hooks: bool = False,
 ) -> InstallPlan:
-    """What `peers install` would write, without writing anything."""
+    """What ``peers install`` would write, without writing anything.
+
+    ``hooks``: peers' hooks with the entry (False takes out ours from an earlier
+    install); ``trust``: Gemini's ``"trust": true`` on the entry; ``trust_hooks``:
+    record Codex's trust of our hooks, as approving them in its /hooks view does.
+    """
     name = validate_server_name(name)
+    found = _client(client)
     environ = os.environ if environ is None else environ
-    loc = config_location(client, scope, cwd or Path.cwd())
     url = environ.get("PEERS_URL", "")
     if scope is InstallScope.PROJECT and url and urlsplit(url).password:
         raise InvalidInput(
             "PEERS_URL holds a password, and a project file is usually committed: "
             "use --scope user, or unset PEERS_URL here and give the client the URL another way"
         )
+    if trust_hooks and (found.hooks is None or not found.hooks.needs_trust):
+        raise InvalidInput(f"--trust-hooks is for Codex only; {found.title} runs hooks as written")
+    if trust_hooks and not hooks:
+        raise InvalidInput("--trust-hooks trusts peers' hooks: it cannot go with --no-hooks")
     cmd, args = command or server_command()
-    desired = desired_entry(client, name, cmd, args, environ)
+    desired = desired_entry(client, name, cmd, args, environ, trust=trust)
     carried = tuple(
         f"{key} copied from this shell into the entry" for key in CARRIED_ENV if environ.get(key)
     )
-    return _plan(loc, name, desired, _read_text(loc.path), carried)
+    root = Path.home() if scope is InstallScope.USER else project_root(cwd or Path.cwd())
+    loc = _location(found, scope.value, found.mcp_file(ConfigScope(scope.value)), root)
+    base = _hooks_base((cmd, args))
+    wanted = our_groups(found, base) if hooks else {}
+    user_paths = {f.path(root) for f in (found.mcp_user, *(h.user for h in [found.hooks] if h))}
 
-
-def _plan(
-    loc: ConfigLocation,
-    name: str,
-    desired: dict[str, Any],
-    before: str | None,
-    carried: tuple[str, ...],
-) -> InstallPlan:
-    """The plan for one file's content as read (``before``; None when there is no file)."""
-    doc = _parse(loc, before)
-    servers = _servers(loc, doc)
-    existing = servers.get(name)
-    entry = _merge(loc.client, existing, desired)
-    where = _tilde(loc.path)
-
-    if existing == entry:
-        after = before or ""
-    elif loc.fmt == "json":
-        new_doc = copy.deepcopy(doc)
-        node = new_doc
-        for key in loc.table:
-            node = node.setdefault(key, {})
-        node[name] = entry
-        indent = _indent_of(before)
-        after = json.dumps(new_doc, indent=indent, ensure_ascii=False) + "\n"
-    else:
-        after = _replace_toml_table(before or "", name, _toml_table(name, entry, where), where)
-        try:
-            new_doc = tomllib.loads(after)
-            same_rest = _without(new_doc, loc.table, name) == _without(doc, loc.table, name)
-            written = _servers(loc, new_doc).get(name)
-        except (tomllib.TOMLDecodeError, ConfigError):
-            same_rest, written = False, None
-        if not same_rest or written != entry:
-            raise ConfigError(
-                f"{where}: the [mcp_servers.{name}] entry is written in a form peers cannot "
-                "replace safely; peers left the file untouched: remove that entry by hand and "
-                "run this again"
+    def build(texts: Mapping[Path, str | None]) -> InstallPlan:
+        draft = _Draft(texts)
+        doc = draft.doc(loc.path, loc.fmt)
+        existing = _servers(loc, doc).get(name)
+        entry = _merge(found, existing, desired, trust)
+        ops: list[Op] = [] if existing == entry else [Set((*loc.table, name), entry)]
+        draft.add(loc.path, "MCP entry", ops, _holds_secret(entry))
+        report = HookReport()
+        if found.hooks is not None:
+            change, trusted = _hook_ops(draft, found, scope, root, wanted, trust_hooks)
+            present = tuple(wanted)
+            untrusted = 0
+            if found.hooks.needs_trust and wanted:
+                untrusted = _untrusted_after(draft, found, scope, root)
+            report = HookReport(
+                command=base[0],
+                added=tuple(change.added),
+                replaced=tuple(change.replaced),
+                removed=tuple(change.removed),
+                present=present,
+                trusted=trusted,
+                untrusted=untrusted,
             )
-    private = _holds_secret(entry)
-    notes = carried
-    if private and after != (before or ""):
-        notes += (
-            f"the entry holds a password: {where} gets mode 0600 (readable by you only)",
+        files = draft.files(scope, user_paths)
+        notes = _install_notes(found, name, entry, files, carried, report, trust)
+        return InstallPlan(
+            found, scope, name, "install", loc, entry, files, report, notes, replan=build
         )
-    return InstallPlan(loc, name, entry, before, after, notes, private, desired, carried)
+
+    return build(_read_all(_paths(found, scope, root)))
 
 
-# How often apply_install plans again when the file keeps changing under it.
+def _untrusted_after(draft: _Draft, client: Client, scope: InstallScope, root: Path) -> int:
+    """How many of our Codex hooks will still be untrusted once the drafted ops are applied."""
+    from peers.configfile import apply_plain
+
+    spec = client.hooks
+    assert spec is not None
+    hooks_path = spec.file(ConfigScope(scope.value)).path(root)
+    state_path = _codex_state_file(client).path(root)
+    hooks_doc = apply_plain(draft.doc(hooks_path, "toml"), draft.ops.get(hooks_path, []))
+    state_doc = apply_plain(draft.doc(state_path, "toml"), draft.ops.get(state_path, []))
+    return sum(
+        1
+        for hook in find_ours(hooks_doc, spec, hooks_path)
+        if codex_trust_status(state_doc, hooks_path, hook) != "trusted"
+    )
+
+
+def _install_notes(
+    client: Client,
+    loc_name: str,
+    entry: Mapping[str, Any],
+    files: Sequence[FileChange],
+    carried: tuple[str, ...],
+    hooks: HookReport,
+    trust: bool,
+) -> tuple[str, ...]:
+    notes = list(carried)
+    for f in files:
+        if f.private and f.changed:
+            notes.append(f"the entry holds a password: {_tilde(f.path)} gets mode 0600 (readable by you only)")
+    if client.trust_key:
+        if trust:
+            notes.append(
+                f'"{client.trust_key}": true lets {client.title} run the peers tools without asking '
+                "(without it `gemini -p` hides them and the UI asks before every call); "
+                "--no-trust leaves it out"
+            )
+        else:
+            notes.append(
+                f"without \"{client.trust_key}\": true, `gemini -p` hides the peers tools from the "
+                "model and the UI asks before every call"
+            )
+    if client.name == "codex":
+        notes.append(_codex_approvals(loc_name, entry))
+    if hooks.removed and not hooks.present:
+        notes.append(f"peers' hooks taken out ({', '.join(hooks.removed)})")
+    if client.hooks is not None and client.hooks.needs_trust and hooks.present:
+        if hooks.untrusted:
+            notes.append(
+                f"Codex skips hooks you have not trusted, silently: {hooks.untrusted} of peers' "
+                "hooks are untrusted. Trust them in Codex (type /hooks, then approve the peers "
+                "hooks), or run this again with --trust-hooks"
+            )
+        elif hooks.trusted:
+            notes.append(f"trusted {hooks.trusted} peers hooks for Codex (as /hooks would)")
+    return tuple(notes)
+
+
+def _codex_approvals(name: str, entry: Mapping[str, Any]) -> str:
+    env = entry.get("env")
+    kill_on = isinstance(env, Mapping) and str(env.get("PEERS_ALLOW_KILL", "")).lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
+    allow = (
+        f"[mcp_servers.{_toml_key(name)}.tools.{KILL_TOOL}] approval_mode = \"approve\" "
+        "in config.toml lets it run without asking"
+    )
+    if kill_on:
+        return (
+            "Codex runs the peers tools without asking (they are marked read-only or "
+            f"non-destructive), except {KILL_TOOL}, which this entry turns on: Codex asks "
+            f"before each call; {allow}"
+        )
+    return (
+        "Codex runs the peers tools without asking (they are marked read-only or "
+        f"non-destructive); {KILL_TOOL} stays off unless the entry's env has "
+        f"PEERS_ALLOW_KILL=true, and then Codex asks before each call ({allow})"
+    )
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else '"' + key.replace('"', '\\"') + '"'
+
+
+def plan_uninstall(
+    client: str,
+    scope: InstallScope,
+    name: str = c.SERVER_NAME,
+    *,
+    cwd: Path | None = None,
+) -> InstallPlan:
+    """What ``peers uninstall`` would change: the entry and peers' hooks go."""
+    name = validate_server_name(name)
+    found = _client(client)
+    root = Path.home() if scope is InstallScope.USER else project_root(cwd or Path.cwd())
+    loc = _location(found, scope.value, found.mcp_file(ConfigScope(scope.value)), root)
+    user_paths = {f.path(root) for f in (found.mcp_user, *(h.user for h in [found.hooks] if h))}
+
+    def build(texts: Mapping[Path, str | None]) -> InstallPlan:
+        draft = _Draft(texts)
+        servers = _servers(loc, draft.doc(loc.path, loc.fmt))
+        existing = servers.get(name)
+        notes: list[str] = []
+        ops: list[Op] = []
+        entry: dict[str, Any] | None = None
+        if isinstance(existing, Mapping):
+            if looks_like_peers(existing):
+                entry = dict(existing)
+                ops.append(Delete((*loc.table, name), keep=len(loc.table) - 1))
+            else:
+                notes.append(
+                    f"the '{name}' entry in {_tilde(loc.path)} does not start peers serve: left alone"
+                )
+        others = sorted(
+            str(n)
+            for n, e in servers.items()
+            if n != name and isinstance(e, Mapping) and looks_like_peers(e)
+        )
+        draft.add(loc.path, "MCP entry", ops)
+        report = HookReport()
+        if found.hooks is not None:
+            if others:
+                report = HookReport(kept_for=others[0])
+                notes.append(
+                    f"peers' hooks stay: the '{others[0]}' entry still runs peers "
+                    f"(peers uninstall {client} --name {others[0]} takes them out)"
+                )
+            else:
+                change, _ = _hook_ops(draft, found, scope, root, {}, False)
+                report = HookReport(removed=tuple(change.removed))
+        files = draft.files(scope, user_paths)
+        return InstallPlan(
+            found, scope, name, "uninstall", loc, entry, files, report, tuple(notes), replan=build
+        )
+
+    return build(_read_all(_paths(found, scope, root)))
+
+
+# How often apply_plan plans again when files keep changing under it.
 _APPLY_ATTEMPTS = 5
 
 
-def apply_install(plan: InstallPlan) -> Path | None:
-    """Write the plan (atomically, after a backup); return the backup's path, if any.
+def apply_plan(plan: InstallPlan) -> list[Path]:
+    """Write every changed file of the plan (atomically, after a backup); return the backups.
 
-    The file is read again right before it is replaced: when someone changed it
+    Each file is read again right before it is replaced: when someone changed one
     since the plan was made (a running Claude Code rewrites ``~/.claude.json``),
-    the entry is planned again on the new content, so their change survives.
+    the whole plan is made again on the new contents, so their change survives.
     """
-    where = _tilde(plan.location.path)
+    backups: list[Path] = []
+    done: set[Path] = set()
     for _ in range(_APPLY_ATTEMPTS):
-        current = _read_text(plan.location.path)
-        if current != plan.before:
-            plan = _plan(plan.location, plan.name, plan.desired, current, plan.carried)
-        if not plan.changed:
-            return None
-        try:
-            written, backup = _write(plan)
-        except OSError as exc:
-            raise ConfigError(f"cannot write {where}: {exc.strerror or exc}") from None
-        if written:
-            return backup
+        current = _read_all([f.path for f in plan.files])
+        if any(current[f.path] != f.before for f in plan.files) and plan.replan is not None:
+            plan = plan.replan({**{f.path: f.before for f in plan.files}, **current})
+        pending = [f for f in plan.files if f.changed and f.path not in done]
+        if not pending:
+            return backups
+        retry = False
+        for f in pending:
+            try:
+                written, backup = write_file(
+                    f.path, f.before, f.after, mode=f.new_mode, private=f.private
+                )
+            except OSError as exc:
+                raise ConfigError(f"cannot write {_tilde(f.path)}: {exc.strerror or exc}") from None
+            if not written:
+                retry = True
+                break
+            done.add(f.path)
+            if backup is not None:
+                backups.append(backup)
+        if not retry:
+            return backups
+    where = ", ".join(_tilde(f.path) for f in plan.files if f.changed and f.path not in done)
     raise ConfigError(
         f"{where} kept changing while peers was writing it (a client rewriting it?); "
         "peers left it as it was: run this again"
     )
 
 
+def apply_install(plan: InstallPlan) -> Path | None:
+    """:func:`apply_plan`, returning the MCP entry file's backup (None: it had none)."""
+    backups = apply_plan(plan)
+    target = plan.location.path
+    target = target.resolve() if target.is_symlink() else target
+    for backup in backups:
+        if backup.name.startswith(target.name + ".peers-backup-"):
+            return backup
+    return None
+
+
 def tighten_permissions(plan: InstallPlan) -> bool:
     """Make an existing file that holds a password private (0600); True if it was not."""
-    target = plan.location.path.resolve()
-    if not plan.private or not target.exists():
+    if not plan.private:
         return False
-    if target.stat().st_mode & 0o077 == 0:
-        return False
-    try:
-        os.chmod(target, 0o600)
-    except OSError as exc:
-        raise ConfigError(f"cannot make {_tilde(target)} private: {exc.strerror or exc}") from None
-    return True
-
-
-def _write(plan: InstallPlan) -> tuple[bool, Path | None]:
-    """Replace the file with ``plan.after`` unless it no longer holds ``plan.before``.
-
-    Returns (written, backup path).
-    """
-    target = plan.location.path
-    if target.is_symlink():
-        target = target.resolve()  # keep a dotfile manager's symlink intact
-    parent = target.parent
-    if not parent.is_dir():
-        user_dir = plan.location.scope == InstallScope.USER.value
-        os.makedirs(parent, mode=0o700 if user_dir else 0o755, exist_ok=True)
-    mode = 0o600 if plan.location.scope == InstallScope.USER.value else 0o644
-    if plan.before is not None and target.exists():
-        mode = target.stat().st_mode & 0o7777
-    if plan.private:
-        mode = 0o600  # PEERS_URL's password must not be readable by other users
-    backup: Path | None = None
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(plan.after)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        if plan.before is not None and target.exists():
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            backup = target.with_name(f"{target.name}.peers-backup-{stamp}")
-            n = 1
-            while backup.exists():
-                n += 1
-                backup = target.with_name(f"{target.name}.peers-backup-{stamp}-{n}")
-            shutil.copy2(target, backup)
-            if plan.private:
-                os.chmod(backup, 0o600)
-        # Last look before the swap: a change since the plan means planning again.
-        if _read_text(plan.location.path) != plan.before:
-            if backup is not None:
-                backup.unlink(missing_ok=True)
-            os.unlink(tmp)
-            return False, None
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return True, backup
+    return make_private(plan.location.path)
 
 
 def start_hint(plan: InstallPlan) -> list[str]:
-    """How to start the client so that it loads the entry just written."""
-    name = plan.location.client
+    """How to start the client so that it loads what was just written."""
+    client = plan.client
     server = plan.name
-    project = plan.location.scope == InstallScope.PROJECT.value
+    project = plan.scope is InstallScope.PROJECT
     root = str(plan.location.path.parent)
-    if name == "claude":
+    hooks = bool(plan.hooks.present)
+    later = "at the next prompt or tool step" if hooks else "when it calls a peers tool"
+    if client.push:
         lines = [
-            "Start Claude Code (restart sessions already running) with push enabled:",
-            f"  claude --dangerously-load-development-channels server:{server}",
-            "Without that flag it still works, but messages arrive only when it calls a peers tool.",
+            f"Start {client.title} (restart sessions already running) with push enabled:",
+            f"  {client.start_command} --dangerously-load-development-channels server:{server}",
+            f"Without that flag it still works: messages arrive {later}.",
         ]
         if project:
             lines.append(
-                f"Run it from {root}; Claude Code asks once to approve the servers in .mcp.json."
+                f"Run it from {root}; {client.title} asks once to approve the servers in .mcp.json."
             )
         return lines
-    if name == "codex":
-        lines = [
-            "Start Codex as usual (restart sessions already running): codex",
-            "Codex has no push: messages arrive with peers tool results (ask it to check_messages).",
-        ]
-        if project:
-            lines.append("Codex reads .codex/config.toml only in a project you marked as trusted.")
-        return lines
-    if name == "cursor":
+    if client.name == "cursor":
         return [
             f"Restart Cursor, or turn '{server}' on in Settings > MCP.",
             "Cursor has no push: messages arrive with peers tool results.",
         ]
-    return [
-        f"Start Gemini CLI (restart sessions already running): gemini, then /mcp lists '{server}'",
-        "Gemini CLI has no push: messages arrive with peers tool results.",
+    lines = [
+        f"Start {client.title} as usual (restart sessions already running): {client.start_command}",
+        f"{client.title} has no push: messages arrive {later}.",
     ]
+    if client.name == "gemini":
+        lines[0] += f", then /mcp lists '{server}'"
+    if client.name == "codex" and project:
+        lines.append("Codex reads .codex/config.toml only in a project you marked as trusted.")
+    return lines
 
 
 # -- scanning (doctor) -------------------------------------------------------------------------
@@ -751,18 +797,6 @@ class ScanResult:
     files: list[ConfigLocation]
 
 
-def looks_like_peers(entry: Mapping[str, Any]) -> bool:
-    """True for an entry that starts ``peers serve`` (by path, ``uvx peers`` or ``-m peers``)."""
-    command = entry.get("command")
-    args = entry.get("args")
-    argv = [command] if isinstance(command, str) else []
-    if isinstance(args, list):
-        argv += [a for a in args if isinstance(a, str)]
-    if "serve" not in argv:
-        return False
-    return any(os.path.basename(a) == "peers" for a in argv) or "peers.cli" in argv
-
-
 def scan_clients(cwd: Path, server_name: str = c.SERVER_NAME) -> ScanResult:
     """Every peers entry in every client configuration visible from ``cwd``."""
     entries: list[FoundEntry] = []
@@ -772,10 +806,10 @@ def scan_clients(cwd: Path, server_name: str = c.SERVER_NAME) -> ScanResult:
     for loc in _all_locations(cwd):
         try:
             if loc.path not in parsed:
-                text = _read_text(loc.path)
+                text = read_text(loc.path)
                 if text is None:
                     continue
-                parsed[loc.path] = _parse(loc, text)
+                parsed[loc.path] = parse(loc.fmt, text, loc.path)
             servers = _servers(loc, parsed[loc.path])
         except ConfigError as exc:
             if not any(e[0].path == loc.path for e in errors):
@@ -790,6 +824,74 @@ def scan_clients(cwd: Path, server_name: str = c.SERVER_NAME) -> ScanResult:
             if name == server_name or looks_like_peers(entry):
                 entries.append(FoundEntry(loc, str(name), entry))
     return ScanResult(entries, errors, files)
+
+
+@dataclass(frozen=True, slots=True)
+class HookFile:
+    """A client's hook settings file as doctor sees it."""
+
+    client: Client
+    scope: ConfigScope
+    path: Path
+    ours: tuple[FoundHook, ...]
+    # Codex: trust status per hook of ours (trusted, untrusted, modified, disabled).
+    trust: tuple[str, ...] = ()
+    # Why the client would run no hook from this file at all, if so.
+    disabled: str | None = None
+    error: str | None = None
+
+
+def _hooks_disabled(client: Client, doc: Mapping[str, Any]) -> str | None:
+    if client.name == "claude" and doc.get("disableAllHooks") is True:
+        return '"disableAllHooks": true turns every hook off'
+    if client.name == "gemini":
+        config = doc.get("hooksConfig")
+        if isinstance(config, Mapping):
+            if config.get("enabled") is False:
+                return '"hooksConfig.enabled": false turns every hook off'
+            disabled = config.get("disabled")
+            if isinstance(disabled, list) and "peers" in disabled:
+                return '"hooksConfig.disabled" lists peers (`/hooks enable peers` turns them on)'
+    return None
+
+
+def scan_hooks(cwd: Path) -> list[HookFile]:
+    """peers' hooks in every client's user and project settings, as seen from ``cwd``."""
+    root = project_root(cwd)
+    out: list[HookFile] = []
+    for client in clients.CLIENTS:
+        spec = client.hooks
+        if spec is None:
+            continue
+        files = [(ConfigScope.USER, spec.user), (ConfigScope.PROJECT, spec.project)]
+        files += [(ConfigScope.LOCAL, other) for other in spec.other]
+        for scope, file in files:
+            path = file.path(root)
+            if scope is not ConfigScope.USER and path == spec.user.path(root):
+                continue
+            try:
+                text = read_text(path)
+                if text is None:
+                    continue
+                doc = parse(file.fmt, text, path)
+                ours = tuple(find_ours(doc, spec, path))
+                trust: tuple[str, ...] = ()
+                if spec.needs_trust and ours:
+                    state_path = _codex_state_file(client).path(root)
+                    state_doc = doc if state_path == path else _parse_quiet(state_path)
+                    trust = tuple(codex_trust_status(state_doc, path, h) for h in ours)
+            except ConfigError as exc:
+                out.append(HookFile(client, scope, path, (), error=str(exc)))
+                continue
+            out.append(HookFile(client, scope, path, ours, trust, _hooks_disabled(client, doc)))
+    return out
+
+
+def _parse_quiet(path: Path) -> dict[str, Any]:
+    try:
+        return parse("toml", read_text(path), path)
+    except ConfigError:
+        return {}
 
 
 def command_resolves(entry: Mapping[str, Any]) -> tuple[bool, str]:

@@ -1,7 +1,6 @@
 """Facts about processes: start times (to defeat pid reuse), liveness, ancestry, roles.
 
-Linux reads /proc; other Unix systems ask ``ps`` (best effort: a start time with
-one-second resolution, a command line split on spaces). Nothing here decides
+Every fact comes from psutil (no ``ps`` to fork, no /proc parsing of our own). Nothing here decides
 whether a process may be signalled: :meth:`peers.service.PeersService.kill_peer`
 holds that rule and asks these functions what a process is.
 """
@@ -10,10 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
+
+import psutil
 
 __all__ = [
     "LAUNCHERS",
@@ -26,8 +24,6 @@ __all__ = [
     "process_info",
     "process_start_time",
 ]
-
-_PROC = Path("/proc")
 
 # Programs that merely start the MCP server on an agent's behalf. They are passed
 # over on the way up only when their command line leads to peers.
@@ -211,126 +207,91 @@ class LaunchChain:
     candidate: ProcessInfo | None
 
 
-def _stat(pid: int) -> tuple[str, list[str]] | None:
-    """The command name and the fields after it from /proc/PID/stat."""
-    try:
-        raw = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
+# Linux start times are kept in clock ticks since boot (field 22 of /proc/PID/stat):
+# what peers has always stored, and unlike a wall-clock time it never moves when
+# the clock is set. Elsewhere: whole seconds since the epoch, as `ps -o lstart` gave.
+_LINUX = psutil.LINUX
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _start_of(proc: psutil.Process) -> float:
+    """A process's start time in the stored unit (see _LINUX)."""
+    if not _LINUX:
+        return float(int(proc.create_time()))
+    # psutil gives boot time + ticks / CLK_TCK, reading the boot time each call;
+    # recover the ticks exactly (a clock step between the reads: read again).
+    for _ in range(3):
+        boot = psutil.boot_time()
+        created = proc.create_time()
+        if psutil.boot_time() == boot:
+            return float(round((created - boot) * _CLOCK_TICKS))
+    return float(round((created - boot) * _CLOCK_TICKS))
+
+
+def _process(pid: int) -> psutil.Process | None:
+    if pid <= 0:
         return None
-    # The command name (field 2) may hold spaces and parentheses: split after it.
-    close = raw.rfind(")")
-    return raw[raw.find("(") + 1 : close], raw[close + 2 :].split()
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    stat = _stat(pid)
-    return None if stat is None else stat[1]
-
-
-def _ps(pid: int, fields: str) -> str:
-    """One line of ``ps -o FIELDS -p PID`` in the C locale ('' if there is none)."""
-    import subprocess  # off Linux only: keep it off the serve path's imports
-
     try:
-        return subprocess.run(
-            ["ps", "-o", fields, "-p", str(pid)],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-            env={**os.environ, "LC_ALL": "C"},
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
-def _parse_lstart(text: str) -> float | None:
-    """``ps -o lstart`` ("Sat Nov 21 01:09:24 2026", local time) as a Unix timestamp."""
-    try:
-        return time.mktime(time.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y"))
-    except (ValueError, OverflowError):
+        return psutil.Process(pid)
+    except (psutil.Error, OverflowError, ValueError):
         return None
 
 
 def process_start_time(pid: int) -> float | None:
     """When a process started, or None if unknown.
 
-    Linux: clock ticks since boot (/proc). Elsewhere: a Unix timestamp to the
-    second from ``ps -o lstart`` (best effort). Values compare only on one host.
+    Linux: clock ticks since boot. Elsewhere: a Unix timestamp to the second.
+    Values compare only on one host, and stay what earlier versions stored.
     """
-    if sys.platform.startswith("linux"):
-        fields = _stat_fields(pid)
-        if fields is None or len(fields) < 20:
-            return None
-        return float(fields[19])  # starttime is field 22 overall
-    if pid <= 0:
+    proc = _process(pid)
+    if proc is None:
         return None
-    return _parse_lstart(_ps(pid, "lstart="))
+    try:
+        return _start_of(proc)
+    except psutil.Error:
+        return None
 
 
 def process_alive(pid: int, start: float | None) -> bool:
     """True if the process exists and, when a start time is known, it is the same one."""
-    if pid <= 0:
+    proc = _process(pid)
+    if proc is None:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with proc.oneshot():
+            if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                return False
+            return start is None or _start_of(proc) == start
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    if start is None:
-        return True
-    current = process_start_time(pid)
-    if current is None:
-        return True
-    # A zombie still has its stat entry; treat it as dead.
-    fields = _stat_fields(pid)
-    if fields is not None and fields and fields[0] in ("Z", "X"):
-        return False
-    return current == start
-
-
-def _real_uid(pid: int) -> int | None:
-    try:
-        for line in (_PROC / str(pid) / "status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    except psutil.AccessDenied:
+        return True  # exists, and nothing more can be learnt about it
 
 
 def process_info(pid: int) -> ProcessInfo | None:
-    """Parent, owner (real uid), start time and command line of a process (Linux /proc, else ps)."""
-    if sys.platform.startswith("linux"):
-        stat = _stat(pid)
-        if stat is None:
-            return None
-        comm, fields = stat
-        try:
-            argv_raw = (_PROC / str(pid) / "cmdline").read_bytes()
-            uid = _real_uid(pid)
-            if uid is None:
-                uid = (_PROC / str(pid)).stat().st_uid
-        except OSError:
-            return None
-        argv = tuple(a.decode(errors="replace") for a in argv_raw.split(b"\0") if a)
-        return ProcessInfo(pid, int(fields[1]), uid, float(fields[19]), argv, comm)
-    return _ps_info(pid)
-
-
-def _ps_info(pid: int) -> ProcessInfo | None:
-    out = _ps(pid, "ppid=,uid=,lstart=,command=")
-    parts = out.split(None, 7)
-    if len(parts) < 7:
+    """Parent, owner (real uid), start time and command line of a process."""
+    proc = _process(pid)
+    if proc is None:
         return None
     try:
-        ppid, uid = int(parts[0]), int(parts[1])
-    except ValueError:
+        with proc.oneshot():
+            ppid = proc.ppid()
+            start = _start_of(proc)
+            try:
+                uid: int | None = proc.uids().real
+            except psutil.AccessDenied:
+                uid = None
+            try:
+                argv = tuple(proc.cmdline())
+            except (psutil.AccessDenied, psutil.ZombieProcess):
+                argv = ()
+            try:
+                comm = proc.name()
+            except psutil.AccessDenied:
+                comm = ""
+    except psutil.Error:
         return None
-    start = _parse_lstart(" ".join(parts[2:7]))
-    argv = tuple(parts[7].split()) if len(parts) > 7 else ()
-    return ProcessInfo(pid, ppid, uid, start, argv)
+    return ProcessInfo(pid, ppid, uid, start, argv, comm)
 
 
 def ancestors(pid: int, limit: int = 32) -> list[ProcessInfo]:

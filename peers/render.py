@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from peers.constants import HOOKS_RECENT
 from peers.models import (
     CheckStatus,
     DeliveryState,
@@ -26,6 +27,8 @@ from peers.models import (
     EventKind,
     Message,
     Peer,
+    PushState,
+    ReceiveMode,
     SenderKind,
 )
 from peers.views import (
@@ -38,12 +41,17 @@ from peers.views import (
 )
 
 __all__ = [
+    "HOOKS",
     "PEER_COLUMNS",
+    "POLL_ONLY",
+    "PUSH",
+    "PUSH_UNCONFIRMED",
     "Column",
     "Output",
     "ago",
     "check_json",
     "clock",
+    "delivery_paths",
     "event_json",
     "event_text",
     "iso",
@@ -125,6 +133,31 @@ def event_text(event: Event, message: Message | None = None) -> str:
     return f"message  {sender} -> {data.get('recipient_id', '?')} ({data.get('id', '?')})"
 
 
+# How mail reaches a session's model (see delivery_paths).
+PUSH = "push"
+PUSH_UNCONFIRMED = "push unconfirmed"
+HOOKS = "hooks"
+POLL_ONLY = "poll only"
+
+
+def delivery_paths(peer: Peer, now: float | None = None) -> list[str]:
+    """How mail reaches a session's model: ``push`` (the channel, proven), ``push
+    unconfirmed`` (loaded, nothing proven yet), ``hooks`` (a hook reached its server;
+    with how long ago when that is not recent), else ``poll only`` (its next peers
+    tool call)."""
+    paths: list[str] = []
+    if peer.push is PushState.CONFIRMED:
+        paths.append(PUSH)
+    elif peer.push is PushState.UNCONFIRMED or peer.receive_mode is ReceiveMode.PUSH:
+        # A server older than push states says only "push": nothing proves it.
+        paths.append(PUSH_UNCONFIRMED)
+    if peer.hooks_at is not None:
+        now = time.time() if now is None else now
+        recent = now - peer.hooks_at <= HOOKS_RECENT
+        paths.append(HOOKS if recent else f"{HOOKS} (last {ago(peer.hooks_at, now)})")
+    return paths or [POLL_ONLY]
+
+
 def peer_rows(
     peers: Sequence[Peer], unread: Mapping[str, int], now: float | None = None
 ) -> list[list[str]]:
@@ -135,7 +168,7 @@ def peer_rows(
                 p.name or "-",
                 p.id,
                 p.client,
-                p.receive_mode.value,
+                ", ".join(delivery_paths(p, now)),
                 p.repo or p.cwd,
                 p.branch or "-",
                 str(unread.get(p.id, 0)),
@@ -150,7 +183,7 @@ PEER_COLUMNS = (
     Column("NAME", style="bold"),
     Column("ID", style="cyan"),
     Column("CLIENT"),
-    Column("MODE"),
+    Column("DELIVERY"),
     Column("REPO / CWD", wide=True),
     Column("BRANCH"),
     Column("UNREAD"),

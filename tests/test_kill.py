@@ -511,38 +511,3 @@ def test_launchers_are_passed_only_when_they_lead_to_peers() -> None:
 
 def test_command_line_is_one_printable_line() -> None:
     assert info("python", "-c", "a\n\tb\x1b[31m").command_line == "python -c a b [31m"
-
-
-# -- start times off Linux: ps ---------------------------------------------------------------
-
-
-def test_lstart_parses_to_a_timestamp() -> None:
-    stamp = procinfo._parse_lstart("Sat Nov 21 01:09:24 2026")
-    assert stamp == time.mktime((2026, 11, 21, 1, 9, 24, 0, 0, -1))
-    assert procinfo._parse_lstart("Sat Nov  1 01:09:24 2026") is not None  # padded day
-    assert procinfo._parse_lstart("") is None
-    assert procinfo._parse_lstart("yesterday") is None
-
-
-@pytest.mark.parametrize("platform", ["darwin", "freebsd14"])
-def test_start_time_off_linux_comes_from_ps(
-    monkeypatch: pytest.MonkeyPatch, platform: str
-) -> None:
-    before = time.time()
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        monkeypatch.setattr(sys, "platform", platform)
-        start = procinfo.process_start_time(proc.pid)
-        assert start is not None
-        assert before - 2 <= start <= time.time() + 1
-        assert procinfo.process_alive(proc.pid, start)
-        assert not procinfo.process_alive(proc.pid, start - 60)  # a reused pid
-        about = procinfo.process_info(proc.pid)
-        assert about is not None
-        assert about.start == start and about.ppid == os.getpid() and about.uid == os.getuid()
-        assert about.argv[1:] == ("-c", "import", "time;", "time.sleep(30)")
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-    monkeypatch.setattr(sys, "platform", platform)
-    assert procinfo.process_start_time(proc.pid) is None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import stat
 import subprocess
 import tomllib
@@ -13,6 +15,17 @@ from typing import Any
 
 import pytest
 from cli_helpers import Cli
+from install_helpers import (
+    EVENTS,
+    USER_FILES,
+    backups,
+    client_bin,
+    codex_hooks_list,
+    hooks_of,
+    our_commands,
+    read,
+    run_client,
+)
 from typer.testing import Result
 
 JSON_CLIENTS = {
@@ -28,10 +41,6 @@ def _no_store_settings(cli: Cli) -> None:
     """No PEERS_URL or PEERS_NAMESPACE in the shell: nothing to carry into the entries."""
     cli.env.pop("PEERS_URL")
     cli.env.pop("PEERS_NAMESPACE")
-
-
-def backups(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f"{path.name}.peers-backup-*"))
 
 
 def read_json(path: Path) -> Any:
@@ -68,13 +77,17 @@ def test_install_json_client_creates_then_is_idempotent(
         assert "--dangerously-load-development-channels server:peers" in first.stdout
     # A new user-level file is private.
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    text = path.read_text()
+    hooks_file = USER_FILES[client][1]
+    if hooks_file is not None:
+        hooks = cli.home / hooks_file
+        assert list(our_commands(hooks)) == EVENTS[client]
+        assert stat.S_IMODE(hooks.stat().st_mode) == 0o600
+    texts = {p: p.read_text() for p in cli.home.rglob("*") if p.is_file()}
 
     second = cli("install", client)
     assert second.exit_code == 0, second.output
     assert "nothing to change" in second.stdout
-    assert path.read_text() == text
-    assert backups(path) == []
+    assert {p: p.read_text() for p in cli.home.rglob("*") if p.is_file()} == texts
 
 
 @pytest.mark.parametrize("client", sorted(JSON_CLIENTS))
@@ -146,6 +159,8 @@ def test_install_dry_run_writes_nothing(cli: Cli) -> None:
     assert '+    "peers": {' in result.stdout
     assert path.read_text() == '{"numStartups": 4}\n'
     assert backups(path) == []
+    assert "hook PostToolUse --client claude" in result.stdout
+    assert not (cli.home / ".claude").exists()
     missing = cli("install", "cursor", "--dry-run")
     assert missing.exit_code == 0
     assert not (cli.home / ".cursor").exists()
@@ -194,11 +209,17 @@ def test_install_project_scope_writes_at_the_repo_root(cli: Cli) -> None:
         result = cli("install", client, "--scope", "project")
         assert result.exit_code == 0, result.output
         assert "peers" in read_json(root / project_file)["mcpServers"]
+    assert list(our_commands(root / ".claude" / "settings.json")) == EVENTS["claude"]
+    assert list(our_commands(root / ".gemini" / "settings.json")) == EVENTS["gemini"]
+    # Project files are for the team: readable by others, like the repository.
+    assert stat.S_IMODE((root / ".claude" / "settings.json").stat().st_mode) == 0o644
     result = cli("install", "codex", "--scope", "project")
     assert result.exit_code == 0, result.output
     assert "peers" in tomllib.loads((root / ".codex" / "config.toml").read_text())["mcp_servers"]
     assert "trusted" in result.stdout
+    assert list(our_commands(root / ".codex" / "config.toml")) == EVENTS["codex"]
     assert not (cli.home / ".claude.json").exists()
+    assert not (cli.home / ".claude").exists()
 
 
 def test_install_carries_the_store_settings_but_no_password_into_a_project(cli: Cli) -> None:
@@ -302,20 +323,40 @@ def test_install_codex_replaces_an_old_entry_in_place(cli: Cli) -> None:
     assert entry["env"] == {"PEERS_NAME": "backend"}
     assert entry["command"] != "/old/bin/peers"
     assert doc["mcp_servers"]["docs"] == {"command": "docs"}
-    # Replaced where it was: before the docs table, whose comment survives.
-    assert text.index("[mcp_servers.peers]") < text.index("# The docs server.")
-    assert "stale" not in text and "[mcp_servers.peers.env]" not in text
+    # Replaced where it was, its env table edited in place: before the docs table,
+    # whose comment survives.
+    assert text.index("[mcp_servers.peers]") < text.index("[mcp_servers.peers.env]")
+    assert text.index("[mcp_servers.peers.env]") < text.index("# The docs server.")
+    assert "stale" not in text
 
 
-def test_install_codex_refuses_a_form_it_cannot_edit(cli: Cli) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        '[mcp_servers]\npeers.command = "/old/peers"\npeers.args = ["serve"]\nother.command = "o"\n',
+        'model = "o3"\nmcp_servers.peers = { command = "/old/peers", args = ["serve"] }\n',
+        '[mcp_servers]\npeers = { command = "/old/peers", env = { PEERS_NAME = "b" } }\n',
+        'mcp_servers = { peers = { command = "/old/peers" }, other = { command = "o" } }\n',
+    ],
+    ids=["dotted", "inline-dotted", "inline", "all-inline"],
+)
+def test_install_codex_edits_dotted_keys_and_inline_tables(cli: Cli, content: str) -> None:
     path = codex_file(cli)
     path.parent.mkdir()
-    content = '[mcp_servers]\npeers.command = "/old/peers"\npeers.args = ["serve"]\n'
     path.write_text(content)
     result = cli("install", "codex")
-    assert result.exit_code == 2
-    assert "untouched" in result.stderr
-    assert path.read_text() == content
+    assert result.exit_code == 0, result.output
+    doc = tomllib.loads(path.read_text())
+    entry = doc["mcp_servers"]["peers"]
+    assert_runs_peers(entry)
+    old = tomllib.loads(content)
+    assert entry.get("env", {}) == old["mcp_servers"]["peers"].get("env", {})
+    if "other" in old["mcp_servers"]:
+        assert doc["mcp_servers"]["other"] == old["mcp_servers"]["other"]
+    assert doc.get("model") == old.get("model")
+    assert list(our_commands(path)) == EVENTS["codex"]
+    again = cli("install", "codex")
+    assert "nothing to change" in again.stdout
 
 
 def test_install_codex_respects_codex_home(cli: Cli, tmp_path: Path) -> None:
@@ -406,3 +447,348 @@ def test_install_does_nothing_when_the_entry_appeared_meanwhile(
     assert apply_install(plan) is None
     assert path.read_text() == text
     assert backups(path) == []
+
+
+# -- hooks in every shape -----------------------------------------------------------------------
+
+HOOK_CLIENTS = ["claude", "codex", "gemini"]
+FOREIGN_COMMAND = "/usr/local/bin/notify-me --quiet"
+
+
+def hooks_file(cli: Cli, client: str) -> Path:
+    relative = USER_FILES[client][1]
+    assert relative is not None
+    return cli.home / relative
+
+
+def write_settings(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".toml":
+        import tomlkit
+
+        path.write_text(tomlkit.dumps(data))
+    else:
+        path.write_text(json.dumps(data, indent=2))
+
+
+def foreign_group(client: str) -> dict[str, Any]:
+    handler: dict[str, Any] = {"type": "command", "command": FOREIGN_COMMAND}
+    return {"matcher": "Bash" if client != "gemini" else "run_shell_command", "hooks": [handler]}
+
+
+def post_tool_event(client: str) -> str:
+    return EVENTS[client][3]
+
+
+@pytest.mark.parametrize("client", HOOK_CLIENTS)
+def test_hooks_have_each_clients_events_matchers_and_timeout_unit(cli: Cli, client: str) -> None:
+    result = cli("install", client)
+    assert result.exit_code == 0, result.output
+    hooks = hooks_of(hooks_file(cli, client))
+    assert list(hooks) == EVENTS[client]
+    session, prompt, pre, post, stop = (hooks[e] for e in EVENTS[client])
+    for event, groups in zip(EVENTS[client], (session, prompt, pre, post, stop), strict=True):
+        [group] = groups
+        [handler] = group["hooks"]
+        assert handler["type"] == "command"
+        # <absolute peers script> hook <the client's event name> --client <client>
+        program, *rest = shlex.split(handler["command"])
+        assert os.path.isabs(program) and os.access(program, os.X_OK)
+        assert rest == ["hook", event, "--client", client]
+        assert handler["timeout"] == (5000 if client == "gemini" else 5)
+    assert "matcher" not in session[0] and "matcher" not in stop[0]
+    assert post[0]["matcher"] == "*"
+    edit_tools = {
+        "claude": ["Edit", "Write", "MultiEdit", "NotebookEdit"],
+        "codex": ["apply_patch"],
+        "gemini": ["write_file", "replace"],
+    }[client]
+    for tool in edit_tools:
+        assert re.search(pre[0]["matcher"], tool), tool
+    assert not re.search(pre[0]["matcher"], "mcp_peers_whoami")
+    assert f"hook EVENT --client {client}" in result.stdout
+
+
+@pytest.mark.parametrize("client", HOOK_CLIENTS)
+def test_foreign_hooks_and_settings_are_kept(cli: Cli, client: str) -> None:
+    path = hooks_file(cli, client)
+    post = post_tool_event(client)
+    original: dict[str, Any] = {
+        "someSetting": "kept",
+        "hooks": {
+            post: [foreign_group(client)],
+            "Notification": [{"hooks": [{"type": "command", "command": "say hi"}]}],
+        },
+    }
+    write_settings(path, original)
+    result = cli("install", client)
+    assert result.exit_code == 0, result.output
+    doc = read(path)
+    assert doc["someSetting"] == "kept"
+    assert doc["hooks"]["Notification"] == original["hooks"]["Notification"]
+    groups = doc["hooks"][post]
+    assert groups[0] == foreign_group(client)  # theirs first, where it was
+    assert len(groups) == 2 and "hook " + post in groups[1]["hooks"][0]["command"]
+    assert len(backups(path)) == 1
+
+
+@pytest.mark.parametrize("client", HOOK_CLIENTS)
+def test_our_old_hooks_are_replaced_in_place_never_doubled(cli: Cli, client: str) -> None:
+    path = hooks_file(cli, client)
+    post = post_tool_event(client)
+    stop = EVENTS[client][4]
+    old = {
+        "type": "command",
+        "command": f"/old/bin/peers hook {post} --client {client}",
+        "timeout": 1,
+    }
+    write_settings(
+        path,
+        {
+            "hooks": {
+                post: [
+                    {"matcher": "Edit", "hooks": [old]},  # ours, from an older peers
+                    foreign_group(client),
+                ],
+                # Ours inside someone else's group: taken out, their handler stays.
+                stop: [{"hooks": [{"type": "command", "command": "echo bye"}, dict(old)]}],
+            }
+        },
+    )
+    result = cli("install", client)
+    assert result.exit_code == 0, result.output
+    groups = hooks_of(path)[post]
+    assert len(groups) == 2
+    assert groups[0]["matcher"] == "*" and "/old/bin" not in groups[0]["hooks"][0]["command"]
+    assert groups[1] == foreign_group(client)
+    stops = hooks_of(path)[stop]
+    assert stops[0] == {"hooks": [{"type": "command", "command": "echo bye"}]}
+    assert len(stops) == 2 and f"hook {stop}" in stops[1]["hooks"][0]["command"]
+    assert all(len(cmds) == 1 for cmds in our_commands(path).values())
+
+
+@pytest.mark.parametrize(
+    ("client", "content"),
+    [
+        ("claude", '{"hooks": ["not", "a", "table"]}'),
+        ("claude", '{"hooks": {"PostToolUse": {"matcher": "*"}}}'),
+        ("gemini", '{"hooks": {"AfterTool": "nope"}}'),
+        ("codex", 'hooks = "nope"\n'),
+        ("codex", "[hooks]\nPostToolUse = 3\n"),
+    ],
+)
+def test_malformed_hooks_leave_every_file_untouched(
+    cli: Cli, client: str, content: str, no_traceback: Callable[[Result], None]
+) -> None:
+    path = hooks_file(cli, client)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    result = cli("install", client)
+    no_traceback(result)
+    assert result.exit_code == 2, result.output
+    assert "untouched" in result.stderr
+    assert path.read_text() == content
+    assert backups(path) == []
+    # Nothing else was written either (Claude's entry lives in another file).
+    assert not (cli.home / ".claude.json").exists()
+
+
+def test_a_symlinked_settings_file_is_followed(cli: Cli, tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "settings.json"
+    real.parent.mkdir()
+    real.write_text('{"theme": "dark"}')
+    link = cli.home / ".claude" / "settings.json"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    result = cli("install", "claude")
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink()
+    assert read(real)["theme"] == "dark" and list(our_commands(real)) == EVENTS["claude"]
+
+
+def test_codex_hooks_written_inline_stay_inline(cli: Cli) -> None:
+    path = codex_file(cli)
+    path.parent.mkdir()
+    path.write_text(
+        '[hooks]\nPostToolUse = [{ matcher = "Bash", hooks = [{ type = "command", command = "n" }] }]\n'
+    )
+    result = cli("install", "codex")
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    assert "[[hooks.PostToolUse]]" not in text
+    groups = tomllib.loads(text)["hooks"]["PostToolUse"]
+    assert groups[0]["matcher"] == "Bash" and groups[1]["matcher"] == "*"
+    assert sorted(our_commands(path)) == sorted(EVENTS["codex"])
+
+
+@pytest.mark.parametrize("client", HOOK_CLIENTS)
+def test_no_hooks_writes_none_and_takes_ours_out(cli: Cli, client: str) -> None:
+    result = cli("install", client, "--no-hooks")
+    assert result.exit_code == 0, result.output
+    path = hooks_file(cli, client)
+    assert not path.exists() or our_commands(path) == {}
+    assert cli("install", client).exit_code == 0
+    assert list(our_commands(path)) == EVENTS[client]
+    result = cli("install", client, "--no-hooks")
+    assert result.exit_code == 0, result.output
+    assert our_commands(path) == {}
+    assert "hooks taken out" in result.stdout
+    # The entry stays.
+    assert (
+        "peers"
+        in read(cli.home / USER_FILES[client][0])[
+            "mcpServers" if client != "codex" else "mcp_servers"
+        ]
+    )
+
+
+def test_cursor_gets_no_hooks(cli: Cli) -> None:
+    result = cli("install", "cursor")
+    assert result.exit_code == 0, result.output
+    assert "Hooks: none" in result.stdout
+    assert sorted(p.name for p in (cli.home / ".cursor").iterdir()) == ["mcp.json"]
+
+
+# -- Gemini: trust ------------------------------------------------------------------------------
+
+
+def test_gemini_entry_is_trusted_unless_told_not_to(cli: Cli) -> None:
+    path = cli.home / ".gemini" / "settings.json"
+    result = cli("install", "gemini")
+    assert result.exit_code == 0, result.output
+    assert read(path)["mcpServers"]["peers"]["trust"] is True
+    assert "without asking" in result.stdout and "gemini -p" in result.stdout
+    result = cli("install", "gemini", "--no-trust")
+    assert result.exit_code == 0, result.output
+    assert "trust" not in read(path)["mcpServers"]["peers"]
+    assert "hides the peers tools" in result.stdout
+
+
+# -- Codex: approvals and hook trust --------------------------------------------------------
+
+
+def test_codex_output_says_what_codex_asks_and_how_to_trust_the_hooks(cli: Cli) -> None:
+    result = cli("install", "codex")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    assert "kill_peer" in out and 'approval_mode = "approve"' in out
+    assert "[mcp_servers.peers.tools.kill_peer]" in out
+    assert "skips hooks you have not trusted" in out and "/hooks" in out
+    assert "--trust-hooks" in out
+    state = tomllib.loads(codex_file(cli).read_text())["hooks"]
+    assert "state" not in state
+
+
+def test_trust_hooks_is_for_codex_only(cli: Cli) -> None:
+    for args in (
+        ["install", "claude", "--trust-hooks"],
+        ["install", "codex", "--no-hooks", "--trust-hooks"],
+    ):
+        result = cli(*args)
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith("peers: ")
+
+
+def test_trust_hooks_records_codexs_hashes_which_codex_accepts(cli: Cli) -> None:
+    path = codex_file(cli)
+    path.parent.mkdir()
+    path.write_text(
+        "[[hooks.PostToolUse]]\n"
+        'matcher = "Bash"\n'
+        "[[hooks.PostToolUse.hooks]]\n"
+        'type = "command"\n'
+        f'command = "{FOREIGN_COMMAND}"\n'
+    )
+    result = cli("install", "codex", "--trust-hooks")
+    assert result.exit_code == 0, result.output
+    assert "trusted 5 peers hooks" in result.stdout
+    states = tomllib.loads(path.read_text())["hooks"]["state"]
+    assert len(states) == 5 and all(
+        v["trusted_hash"].startswith("sha256:") for v in states.values()
+    )
+    # Idempotent: the hashes are already there.
+    assert "nothing to change" in cli("install", "codex", "--trust-hooks").stdout
+    # The real Codex agrees: ours trusted, the user's own still untrusted.
+    listed = codex_hooks_list(cli.home, cli.cwd)
+    status = {(h["command"] or ""): h["trustStatus"] for h in listed}
+    assert status.pop(FOREIGN_COMMAND) == "untrusted"
+    assert len(status) == 5 and set(status.values()) == {"trusted"}, status
+
+
+def test_trust_follows_the_hooks_an_edit_moves(cli: Cli) -> None:
+    """Codex keys trust by position: when peers' edit moves someone's hook, its trust moves too."""
+    from peers.hookconfig import codex_hook_hash
+
+    assert cli("install", "codex", "--trust-hooks").exit_code == 0
+    path = codex_file(cli)
+    config = str(path)
+    ours = next(
+        g for g in tomllib.loads(path.read_text())["hooks"]["PostToolUse"] if g["matcher"] == "*"
+    )
+    foreign = foreign_group("codex")
+    foreign_hash = codex_hook_hash("PostToolUse", "Bash", foreign["hooks"][0])
+    # A copy of our group, then the user's own hook, trusted by the user at position 2.
+    import tomlkit
+
+    doc = tomlkit.parse(path.read_text())
+    doc["hooks"]["PostToolUse"].append(ours)
+    doc["hooks"]["PostToolUse"].append(foreign)
+    doc["hooks"]["state"][f"{config}:post_tool_use:2:0"] = {"trusted_hash": foreign_hash}
+    path.write_text(tomlkit.dumps(doc))
+    before = {h["command"]: h["trustStatus"] for h in codex_hooks_list(cli.home, cli.cwd)}
+    assert before[FOREIGN_COMMAND] == "trusted"  # our hash of their hook is Codex's too
+
+    result = cli("install", "codex")  # no --trust-hooks: nothing newly trusted
+    assert result.exit_code == 0, result.output
+    groups = tomllib.loads(path.read_text())["hooks"]["PostToolUse"]
+    assert [g["matcher"] for g in groups] == ["*", "Bash"]  # the copy is gone
+    listed = codex_hooks_list(cli.home, cli.cwd)
+    assert len(listed) == 6
+    assert {h["trustStatus"] for h in listed} == {"trusted"}, listed
+    assert f"{config}:post_tool_use:2:0" not in tomllib.loads(path.read_text())["hooks"]["state"]
+
+
+def test_project_hooks_are_trusted_from_the_user_config(cli: Cli) -> None:
+    subprocess.run(["git", "init", "-q", str(cli.cwd)], check=True)
+    root = cli.cwd.resolve()
+    user = codex_file(cli)
+    user.parent.mkdir()
+    # Codex reads a project's .codex/config.toml only in a project marked trusted.
+    user.write_text(f'[projects."{root}"]\ntrust_level = "trusted"\n')
+    result = cli("install", "codex", "--scope", "project", "--trust-hooks")
+    assert result.exit_code == 0, result.output
+    project = root / ".codex" / "config.toml"
+    assert "state" not in tomllib.loads(project.read_text()).get("hooks", {})
+    states = tomllib.loads(user.read_text())["hooks"]["state"]
+    assert all(key.startswith(f"{project}:") for key in states)
+    listed = codex_hooks_list(cli.home, root)
+    ours = [h for h in listed if " hook " in (h["command"] or "")]
+    assert len(ours) == 5 and {h["trustStatus"] for h in ours} == {"trusted"}, ours
+
+
+# -- what the real clients make of it ---------------------------------------------------------
+
+
+def test_claude_code_connects_to_the_installed_entry(cli: Cli, sqlite_url: str) -> None:
+    claude = client_bin("claude")
+    assert cli("install", "claude", PEERS_URL=sqlite_url).exit_code == 0
+    out = run_client([str(claude), "mcp", "list"], cli.home, cli.cwd)
+    assert re.search(r"peers: .*peers serve.*Connected", out), out
+
+
+def test_codex_lists_the_installed_entry(cli: Cli, sqlite_url: str) -> None:
+    codex = client_bin("codex")
+    assert cli("install", "codex", PEERS_URL=sqlite_url).exit_code == 0
+    out = run_client([str(codex), "mcp", "list"], cli.home, cli.cwd)
+    assert re.search(r"^peers\s+\S*peers\s+serve\s+.*enabled", out, re.M), out
+
+
+def test_gemini_connects_to_the_installed_entry(cli: Cli, sqlite_url: str) -> None:
+    gemini = client_bin("gemini")
+    assert cli("install", "gemini", PEERS_URL=sqlite_url).exit_code == 0
+    # Gemini suppresses every server in a folder the user has not trusted.
+    (cli.home / ".gemini" / "trustedFolders.json").write_text(
+        json.dumps({str(cli.cwd): "TRUST_FOLDER"})
+    )
+    out = run_client([str(gemini), "mcp", "list"], cli.home, cli.cwd)
+    assert re.search(r"peers: .*peers serve.*Connected", out), out
