@@ -2,4 +2,4 @@
 
 from peers.entry import main
 
-main()
+raise SystemExit(main())

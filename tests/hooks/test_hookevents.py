@@ -1,0 +1,135 @@
+"""The hook events' meaning per client: event names, edited paths, output shapes, the size bound."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from peers.hookevents import (
+    Event,
+    Outcome,
+    canonical_event,
+    edited_paths,
+    fit_to_budget,
+    render_outcome,
+)
+
+
+@pytest.mark.parametrize(
+    "client, name, event",
+    [
+        ("claude", "SessionStart", Event.SESSION_START),
+        ("claude", "UserPromptSubmit", Event.PROMPT),
+        ("claude", "PreToolUse", Event.PRE_TOOL),
+        ("codex", "PostToolUse", Event.POST_TOOL),
+        ("codex", "Stop", Event.STOP),
+        ("gemini", "BeforeAgent", Event.PROMPT),
+        ("gemini", "BeforeTool", Event.PRE_TOOL),
+        ("gemini", "AfterTool", Event.POST_TOOL),
+        ("gemini", "AfterAgent", Event.STOP),
+        ("gemini", "SessionStart", Event.SESSION_START),
+        (None, "AfterTool", Event.POST_TOOL),
+        (None, "Stop", Event.STOP),
+        ("gemini", "PreCompress", None),
+        ("gemini", "PostToolUse", None),
+        ("claude", "AfterTool", None),
+        ("claude", "Notification", None),
+    ],
+)
+def test_event_names(client: str | None, name: str, event: Event | None) -> None:
+    assert canonical_event(client, name) is event
+
+
+def test_claude_and_gemini_edit_paths_relative_to_the_repository() -> None:
+    root = "/work/repo"
+    assert edited_paths({"file_path": "/work/repo/src/api.py", "old_string": "a"}, root, root) == [
+        "src/api.py"
+    ]
+    assert edited_paths({"notebook_path": "/work/repo/nb/a.ipynb"}, root, root) == ["nb/a.ipynb"]
+    # Relative paths are taken from the working directory.
+    assert edited_paths({"file_path": "lib/x.ts", "content": "..."}, "/work/repo/web", root) == [
+        "web/lib/x.ts"
+    ]
+    # Outside the repository: absolute.
+    assert edited_paths({"file_path": "/etc/hosts"}, root, root) == ["/etc/hosts"]
+    assert edited_paths({"file_path": "/tmp/x"}, "/tmp", None) == ["/tmp/x"]
+
+
+def test_codex_apply_patch_paths() -> None:
+    patch = (
+        "*** Begin Patch\n"
+        "*** Update File: src/api.py\n"
+        "@@\n-old\n+new\n"
+        "*** Add File: src/new.py\n+x = 1\n"
+        "*** Delete File: src/gone.py\n"
+        "*** Update File: src/old_name.py\n"
+        "*** Move to: src/new_name.py\n"
+        "*** End Patch\n"
+    )
+    expected = ["src/api.py", "src/new.py", "src/gone.py", "src/old_name.py", "src/new_name.py"]
+    root = "/work/repo"
+    assert edited_paths({"input": patch}, root, root) == expected
+    assert edited_paths({"command": ["apply_patch", patch]}, root, root) == expected
+    assert edited_paths(patch, root, root) == expected
+    # A line merely mentioning a marker in the middle does not count.
+    assert edited_paths({"input": "see *** Update File: x"}, root, root) == []
+
+
+def test_nothing_to_read_is_no_paths() -> None:
+    assert edited_paths(None, "/w", "/w") == []
+    assert edited_paths({"file_path": "  "}, "/w", "/w") == []
+    assert edited_paths({"file_path": 3}, "/w", "/w") == []
+
+
+def test_context_shapes() -> None:
+    out, err, code = render_outcome("claude", Event.POST_TOOL, "PostToolUse", Outcome(context="2 new"))
+    assert json.loads(out) == {
+        "hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": "2 new"}
+    }
+    assert (err, code) == ("", 0)
+    out, _, _ = render_outcome("gemini", Event.PROMPT, "BeforeAgent", Outcome(context="hi"))
+    assert json.loads(out)["hookSpecificOutput"] == {
+        "hookEventName": "BeforeAgent",
+        "additionalContext": "hi",
+    }
+    assert render_outcome("codex", Event.POST_TOOL, "PostToolUse", Outcome()) == ("", "", 0)
+
+
+def test_stop_and_deny_shapes() -> None:
+    out, _, code = render_outcome("claude", Event.STOP, "Stop", Outcome(block_stop="read mail"))
+    assert json.loads(out) == {"decision": "block", "reason": "read mail"} and code == 0
+    out, _, _ = render_outcome("gemini", Event.STOP, "AfterAgent", Outcome(block_stop="read mail"))
+    assert json.loads(out) == {"decision": "deny", "reason": "read mail"}
+    assert render_outcome("claude", Event.PRE_TOOL, "PreToolUse", Outcome(deny_tool="held")) == (
+        "",
+        "held",
+        2,
+    )
+    assert render_outcome("codex", Event.PRE_TOOL, "PreToolUse", Outcome(deny_tool="held"))[2] == 2
+    out, _, code = render_outcome("gemini", Event.PRE_TOOL, "BeforeTool", Outcome(deny_tool="held"))
+    assert json.loads(out) == {"decision": "deny", "reason": "held"} and code == 0
+
+
+def test_budget_keeps_the_newest_whole() -> None:
+    blocks = [f"message {i}: " + "x" * 900 for i in range(10)]
+    text, shown = fit_to_budget("10 new messages:", blocks, "{} older: call check_messages", 4096)
+    assert len(text.encode()) <= 4096
+    assert shown == 4
+    assert all(block in text for block in blocks[-4:])
+    assert blocks[5] not in text
+    assert text.endswith("6 older: call check_messages")
+
+
+def test_budget_everything_fits() -> None:
+    text, shown = fit_to_budget("2 new messages:", ["a", "b"], "{} more")
+    assert (text, shown) == ("2 new messages:\n\na\n\nb", 2)
+
+
+def test_budget_one_huge_message_is_cut_and_not_shown() -> None:
+    huge = "y" * 20_000
+    text, shown = fit_to_budget("1 new message:", [huge], "{} not shown whole: call check_messages")
+    assert shown == 0
+    assert len(text.encode()) <= 4096
+    assert text.endswith("1 not shown whole: call check_messages")
+    assert "[...]" in text
