@@ -24,11 +24,12 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
+from peers import clients
+from peers.clients import HookEvent
+
 __all__ = [
-    "Event",
     "Outcome",
     "canonical_event",
     "edited_paths",
@@ -41,32 +42,19 @@ __all__ = [
 OUTPUT_BUDGET = 4096
 
 
-class Event(StrEnum):
-    SESSION_START = "SessionStart"
-    PROMPT = "UserPromptSubmit"
-    PRE_TOOL = "PreToolUse"
-    POST_TOOL = "PostToolUse"
-    STOP = "Stop"
+def canonical_event(client: str | None, name: str) -> HookEvent | None:
+    """peers' event for a client's event name (None: not one peers handles).
 
-
-_GEMINI = {
-    "SessionStart": Event.SESSION_START,
-    "BeforeAgent": Event.PROMPT,
-    "BeforeTool": Event.PRE_TOOL,
-    "AfterTool": Event.POST_TOOL,
-    "AfterAgent": Event.STOP,
-}
-_CLAUDE_LIKE = {event.value: event for event in Event}
-
-
-def canonical_event(client: str | None, name: str) -> Event | None:
-    """The canonical event for a client's event name (None: not one peers handles)."""
-    if client == "gemini":
-        return _GEMINI.get(name)
-    if client in ("claude", "codex"):
-        return _CLAUDE_LIKE.get(name)
-    # No --client: the names do not overlap, so either table tells.
-    return _CLAUDE_LIKE.get(name) or _GEMINI.get(name)
+    Without ``--client`` (a hook written by hand) the name alone decides: the
+    clients' names for peers' events do not collide.
+    """
+    if client is not None:
+        return clients.canonical_event(client, name)
+    for candidate in clients.names():
+        found = clients.canonical_event(candidate, name)
+        if found is not None:
+            return found
+    return None
 
 
 # -- edits -----------------------------------------------------------------------
@@ -140,19 +128,22 @@ class Outcome:
     deny_tool: str = ""
 
 
-def render_outcome(client: str | None, event: Event, client_event: str, outcome: Outcome) -> tuple[str, str, int]:
+def render_outcome(
+    client: str | None, event: HookEvent, client_event: str, outcome: Outcome
+) -> tuple[str, str, int]:
     """(stdout, stderr, exit code) in the shape the client reads for this event."""
     gemini = client == "gemini"
-    if event is Event.PRE_TOOL and outcome.deny_tool:
+    if event is HookEvent.PRE_TOOL_USE and outcome.deny_tool:
         if gemini:
             return json.dumps({"decision": "deny", "reason": outcome.deny_tool}), "", 0
         # Claude Code and Codex: exit 2 refuses the call; stderr reaches the model.
         return "", outcome.deny_tool, 2
-    if event is Event.STOP and outcome.block_stop:
+    if event is HookEvent.STOP and outcome.block_stop:
         decision = "deny" if gemini else "block"
         return json.dumps({"decision": decision, "reason": outcome.block_stop}), "", 0
-    if outcome.context and event in (Event.SESSION_START, Event.PROMPT, Event.POST_TOOL, Event.PRE_TOOL):
-        doc = {"hookSpecificOutput": {"hookEventName": client_event, "additionalContext": outcome.context}}
+    if outcome.context and event is not HookEvent.STOP:
+        context = {"hookEventName": client_event, "additionalContext": outcome.context}
+        doc = {"hookSpecificOutput": context}
         return json.dumps(doc, ensure_ascii=False), "", 0
     return "", "", 0
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from peers.clients import HookEvent as Event
 from peers.hookevents import (
-    Event,
     Outcome,
     canonical_event,
     edited_paths,
@@ -20,16 +20,16 @@ from peers.hookevents import (
     "client, name, event",
     [
         ("claude", "SessionStart", Event.SESSION_START),
-        ("claude", "UserPromptSubmit", Event.PROMPT),
-        ("claude", "PreToolUse", Event.PRE_TOOL),
-        ("codex", "PostToolUse", Event.POST_TOOL),
+        ("claude", "UserPromptSubmit", Event.USER_PROMPT_SUBMIT),
+        ("claude", "PreToolUse", Event.PRE_TOOL_USE),
+        ("codex", "PostToolUse", Event.POST_TOOL_USE),
         ("codex", "Stop", Event.STOP),
-        ("gemini", "BeforeAgent", Event.PROMPT),
-        ("gemini", "BeforeTool", Event.PRE_TOOL),
-        ("gemini", "AfterTool", Event.POST_TOOL),
+        ("gemini", "BeforeAgent", Event.USER_PROMPT_SUBMIT),
+        ("gemini", "BeforeTool", Event.PRE_TOOL_USE),
+        ("gemini", "AfterTool", Event.POST_TOOL_USE),
         ("gemini", "AfterAgent", Event.STOP),
         ("gemini", "SessionStart", Event.SESSION_START),
-        (None, "AfterTool", Event.POST_TOOL),
+        (None, "AfterTool", Event.POST_TOOL_USE),
         (None, "Stop", Event.STOP),
         ("gemini", "PreCompress", None),
         ("gemini", "PostToolUse", None),
@@ -83,17 +83,17 @@ def test_nothing_to_read_is_no_paths() -> None:
 
 
 def test_context_shapes() -> None:
-    out, err, code = render_outcome("claude", Event.POST_TOOL, "PostToolUse", Outcome(context="2 new"))
+    out, err, code = render_outcome("claude", Event.POST_TOOL_USE, "PostToolUse", Outcome(context="2 new"))
     assert json.loads(out) == {
         "hookSpecificOutput": {"hookEventName": "PostToolUse", "additionalContext": "2 new"}
     }
     assert (err, code) == ("", 0)
-    out, _, _ = render_outcome("gemini", Event.PROMPT, "BeforeAgent", Outcome(context="hi"))
+    out, _, _ = render_outcome("gemini", Event.USER_PROMPT_SUBMIT, "BeforeAgent", Outcome(context="hi"))
     assert json.loads(out)["hookSpecificOutput"] == {
         "hookEventName": "BeforeAgent",
         "additionalContext": "hi",
     }
-    assert render_outcome("codex", Event.POST_TOOL, "PostToolUse", Outcome()) == ("", "", 0)
+    assert render_outcome("codex", Event.POST_TOOL_USE, "PostToolUse", Outcome()) == ("", "", 0)
 
 
 def test_stop_and_deny_shapes() -> None:
@@ -101,13 +101,13 @@ def test_stop_and_deny_shapes() -> None:
     assert json.loads(out) == {"decision": "block", "reason": "read mail"} and code == 0
     out, _, _ = render_outcome("gemini", Event.STOP, "AfterAgent", Outcome(block_stop="read mail"))
     assert json.loads(out) == {"decision": "deny", "reason": "read mail"}
-    assert render_outcome("claude", Event.PRE_TOOL, "PreToolUse", Outcome(deny_tool="held")) == (
+    assert render_outcome("claude", Event.PRE_TOOL_USE, "PreToolUse", Outcome(deny_tool="held")) == (
         "",
         "held",
         2,
     )
-    assert render_outcome("codex", Event.PRE_TOOL, "PreToolUse", Outcome(deny_tool="held"))[2] == 2
-    out, _, code = render_outcome("gemini", Event.PRE_TOOL, "BeforeTool", Outcome(deny_tool="held"))
+    assert render_outcome("codex", Event.PRE_TOOL_USE, "PreToolUse", Outcome(deny_tool="held"))[2] == 2
+    out, _, code = render_outcome("gemini", Event.PRE_TOOL_USE, "BeforeTool", Outcome(deny_tool="held"))
     assert json.loads(out) == {"decision": "deny", "reason": "held"} and code == 0
 
 
