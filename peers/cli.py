@@ -444,6 +444,53 @@ def tail(json_out: JsonOption = False) -> None:
     _run(go)
 
 
+@app.command()
+def watch(
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope",
+            "-s",
+            help="all, machine (this host), directory or repo (as seen from this directory).",
+        ),
+    ] = "all",
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            "--repo", help="Only sessions in this repository: its name, remote, or a path in it."
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one frame as plain text and exit.")
+    ] = False,
+) -> None:
+    """A live board of the sessions, their messages and conflicting files (q quits)."""
+    from peers.board import BoardFilter
+    from peers.watch import Watcher, snapshot
+
+    async def go() -> None:
+        settings = _settings()
+        async with _service(settings) as service:
+            scope_ = service.parse_scope(scope)
+            me = None
+            if scope_ in (Scope.DIRECTORY, Scope.REPO):
+                me = await _here(service, CLI_ID_PREFIX + "here")
+            flt = BoardFilter(scope=scope_, me=me, repo=repo)
+            # Judged now, before the screen changes: a scope that needs a repository.
+            service.scope_filter(scope_, me)
+            if once:
+                text = await snapshot(service, flt, Output().console.width)
+        if once:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        await Watcher(settings, flt).run_on_terminal()
+
+    if not once and not (sys.stdout.isatty() and sys.stdin is not None):
+        _fail("peers watch needs a terminal; `peers watch --once` prints one frame as text", 2)
+    _run(go)
+
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -58,3 +58,12 @@ MAX_SUCCESSOR_HOPS: Final = 32
 REDIS_CLAIM_ATTEMPTS: Final = 10
 
 SERVER_NAME: Final = "peers"
+
+# `peers watch`: the slow re-read for what no event announces (ages, silent deaths,
+# mail read), the shortest time between two reads however busy the store, the
+# reconnect backoff, and how long a stream or transport may take to wind down.
+WATCH_REFRESH: Final = 5.0
+WATCH_MIN_INTERVAL: Final = 0.1
+WATCH_RETRY_MIN: Final = 1.0
+WATCH_RETRY_MAX: Final = 5.0
+WATCH_GRACE: Final = 3.0
