@@ -169,6 +169,13 @@ def repo_label(peer: Peer) -> str:
     """A short name for the session's repository, else its directory."""
     if peer.git_remote:
         return peer.git_remote.rstrip("/").rsplit("/", 1)[-1]
+    common = (peer.git_common_dir or "").rstrip("/")
+    if common:
+        # Every worktree by the name of the repository it belongs to.
+        if os.path.basename(common) == ".git":
+            return os.path.basename(os.path.dirname(common)) or common
+        name = os.path.basename(common)
+        return name.removesuffix(".git") or name
     if peer.git_root:
         return os.path.basename(peer.git_root.rstrip("/")) or peer.git_root
     home = os.path.expanduser("~")
@@ -188,7 +195,7 @@ def repo_matches(peer: Peer, wanted: str) -> bool:
         remote = peer.git_remote.lower()
         if lowered in (remote, remote.rsplit("/", 1)[-1]) or remote.endswith("/" + lowered):
             return True
-    if "/" in text or text.startswith((".", "~")):
+    if text.startswith(("/", ".", "~")) or ("/" in text and os.path.exists(text)):
         path = os.path.realpath(os.path.expanduser(text))
         for root in (peer.git_root, peer.git_common_dir, peer.cwd):
             if root and (path == root or path.startswith(root.rstrip("/") + "/")):

@@ -271,7 +271,7 @@ def frame(
     )
     if board is None:
         lines.append(Text("connecting...", style="dim"))
-        return _fit(lines + footer, height)
+        return _fit(lines + footer, height, width)
 
     sessions = board.sessions
     selected = board.selected
@@ -320,7 +320,7 @@ def frame(
             conflict_title,
             *conflict_lines,
         ]
-        return lines + body + footer
+        return _fit(lines + body + footer, None, width)
 
     # Fixed lines: the header, three titles, the session column header, the footer,
     # and three blank separators that go first when the screen is short.
@@ -353,10 +353,10 @@ def frame(
         conflict_title,
         *conflict_lines[:n_conflicts],
     ]
-    page = _fit(lines + body, height - len(footer))
+    page = _fit(lines + body, height - len(footer), width)
     # The key line sits on the last row.
     page += [Text()] * (height - len(footer) - len(page))
-    return page + footer
+    return page + _fit(footer, None, width)
 
 
 # `--once` shows every session and conflict, and this many of the newest messages.
@@ -375,10 +375,13 @@ def _cell_style(key: str, row: SessionRow) -> str:
     return ""
 
 
-def _fit(lines: list[Text], height: int | None) -> list[Text]:
-    if height is None or len(lines) <= height:
-        return lines
-    return lines[: max(1, height)]
+def _fit(lines: list[Text], height: int | None, width: int) -> list[Text]:
+    """At most ``height`` lines, each cut to ``width`` cells."""
+    if height is not None and len(lines) > height:
+        lines = lines[: max(1, height)]
+    for line in lines:
+        line.truncate(width, overflow="ellipsis")
+    return lines
 
 
 def plain(lines: Sequence[Text]) -> str:

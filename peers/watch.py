@@ -98,7 +98,8 @@ class Watcher:
     ) -> None:
         self.settings = settings
         self.flt = flt
-        self.console = console or Console(highlight=False)
+        # Made when the board takes the screen (see run_on_terminal), unless given.
+        self.console = console
         self.claims = claims
         self.refresh = refresh
         self.min_interval = min_interval
@@ -147,8 +148,9 @@ class Watcher:
     def _hang_up(self) -> None:
         """The terminal went away: stop, and never write to it again."""
         self.hung_up = True
-        with contextlib.suppress(OSError, ValueError):
-            self.console.file = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the console
+        if self.console is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.console.file = open(os.devnull, "w")  # noqa: SIM115 - as long as the console
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
@@ -306,6 +308,11 @@ class Watcher:
 
     async def run_on_terminal(self) -> None:
         """Run full-screen: alternate screen, keys, signals; everything put back on the way out."""
+        # The terminal's own size, as it changes: COLUMNS and LINES (which rich
+        # honours) would pin the board to the size they had when it started.
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
+        console = self.console = self.console or Console(highlight=False)
         loop = asyncio.get_running_loop()
         handled: list[signal.Signals] = []
         for sig, action in (
@@ -325,7 +332,7 @@ class Watcher:
                 try:
                     live = Live(
                         _Frame(self),
-                        console=self.console,
+                        console=console,
                         screen=True,
                         auto_refresh=False,
                         redirect_stdout=False,
