@@ -24,9 +24,20 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from peers import constants as c
+from peers import sandbox
 from peers.config import Settings, load_settings, redact_url
 from peers.doctor import client_checks, failed, run_doctor
-from peers.errors import AmbiguousTarget, ConfigError, InvalidInput, PeerNotFound, PeersError
+from peers.errors import (
+    AmbiguousTarget,
+    BackendError,
+    ConfigError,
+    InvalidInput,
+    MessageNotFound,
+    NameTaken,
+    PeerNotFound,
+    PeersError,
+    RateLimited,
+)
 from peers.gitinfo import git_context
 from peers.install import (
     CLIENTS,
@@ -56,7 +67,7 @@ from peers.render import (
     status_style,
 )
 from peers.service import CLI_ID_PREFIX, PeersService, Sender, SendResult
-from peers.transports import create_transport
+from peers.transports import create_transport, transport_class
 
 __all__ = ["app", "main"]
 
@@ -111,13 +122,46 @@ def _exit_code(exc: PeersError) -> int:
     return 2 if isinstance(exc, _USAGE_ERRORS) else 1
 
 
+# The command being run (set by the app's callback, which runs before each command).
+_invoked = "peers"
+
+
+def _command() -> str:
+    """The command being run, as typed: ``peers list``."""
+    return _invoked
+
+
+# Failures that are about the arguments given, wherever the command runs.
+_ARGUMENT_ERRORS = (
+    InvalidInput,
+    AmbiguousTarget,
+    PeerNotFound,
+    MessageNotFound,
+    NameTaken,
+    RateLimited,
+)
+
+
+def _why(message: str, exc: BaseException) -> str:
+    """Inside a sandbox, a failure of the store or the system says so, and what still works."""
+    if not sandbox.sockets_blocked() or isinstance(exc, _ARGUMENT_ERRORS):
+        return message
+    hint = ""
+    if isinstance(exc, BackendError):
+        hint = (
+            f"; to use `{_command()}` here too, add the store's directory to Codex's "
+            "sandbox_workspace_write.writable_roots"
+        )
+    return f"{message}; {sandbox.WHY}; {sandbox.TOOLS_NOTE}{hint}"
+
+
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
     """Turn every failure into one stderr line and an exit code, never a traceback."""
     try:
         yield
     except PeersError as exc:
-        _fail(str(exc), _exit_code(exc))
+        _fail(_why(str(exc), exc), _exit_code(exc))
     except (typer.Exit, typer.Abort):
         raise
     except KeyboardInterrupt:
@@ -126,22 +170,54 @@ def _errors() -> Iterator[None]:
         if os.environ.get("PEERS_LOG_LEVEL", "").lower() == "debug":
             raise
         _fail(
-            f"unexpected {type(exc).__name__}: {exc} (PEERS_LOG_LEVEL=debug shows the traceback)"
+            _why(
+                f"unexpected {type(exc).__name__}: {exc} "
+                "(PEERS_LOG_LEVEL=debug shows the traceback)",
+                exc,
+            )
         )
 
 
 def _settings() -> Settings:
     settings = load_settings()
+    quiet = "warning"
+    if sandbox.sockets_blocked():
+        settings = sandbox.sandboxed_settings(settings)
+        # Wake-up sockets cannot work there: their warnings say nothing new.
+        quiet = "error"
     # Operators want results on the terminal, not the transports' info chatter.
-    level = os.environ.get("PEERS_LOG_LEVEL") or "warning"
+    level = os.environ.get("PEERS_LOG_LEVEL") or quiet
     configure_logging(level, settings.log_format)
     return settings
 
 
 def _run(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     with _errors():
-        return asyncio.run(factory())
+        if not sandbox.sockets_blocked():
+            return asyncio.run(factory())
+        # A sandbox (Codex's shell): no network for a store server, no self-pipe.
+        url = load_settings().url
+        if transport_class(url).capabilities.networked:
+            _fail(sandbox.refusal(_command(), f"cannot reach the store at {redact_url(url)}"))
+        return sandbox.run(factory)
     raise AssertionError("unreachable")  # pragma: no cover - _errors always raises or returns
+
+
+# Commands that cannot work inside a sandbox, and what they would need.
+_NOT_IN_SANDBOX = {
+    "kill": "cannot signal a session from inside this sandbox",
+    "demo": "cannot start its MCP servers inside this sandbox",
+}
+
+
+@app.callback()
+def _sandbox_guard(ctx: typer.Context) -> None:
+    """Let AI coding-agent sessions find each other, message each other and coordinate."""
+    global _invoked
+    _invoked = f"peers {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "peers"
+    what = _NOT_IN_SANDBOX.get(ctx.invoked_subcommand or "")
+    if what is not None and sandbox.sockets_blocked():
+        _fail(sandbox.refusal(_invoked, what))
 
 
 @contextlib.asynccontextmanager
@@ -213,7 +289,7 @@ def status(json_out: JsonOption = False) -> None:
                 out.json(doc)
             with contextlib.suppress(PeersError):
                 await transport.close()
-            _fail(str(exc))
+            _fail(_why(str(exc), exc))
         try:
             service = PeersService(transport, settings)
             peers = await service.list_peers(Scope.ALL)
