@@ -110,8 +110,7 @@ async def main(url: str | None, idle_seconds: float, sends: int) -> None:
         print(f"backend: {backend}  sessions: 4  terminal: 80x24")
         with open(os.devnull, "w") as errlog:
             clients = [
-                PeerClient({**env, "PEERS_NAME": f"s{i}"}, cwd=tmp, errlog=errlog)
-                for i in range(4)
+                PeerClient({**env, "PEERS_NAME": f"s{i}"}, cwd=tmp, errlog=errlog) for i in range(4)
             ]
             for client in clients:
                 await client.__aenter__()
@@ -121,7 +120,6 @@ async def main(url: str | None, idle_seconds: float, sends: int) -> None:
                     await client.wait_registered()
                     await client.call_ok("set_summary", summary=f"task {i}")
                 await clients[0].call_ok("send_message", to_id="s1", message="warm-up")
-                mark = screen.mark()
                 await screen.wait_for(b"warm-up", 0, timeout=30)
                 # Let the board settle after the start and the burst above.
                 await anyio.sleep(6)

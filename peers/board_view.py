@@ -18,11 +18,9 @@ from rich.text import Text
 from peers.board import Board, SessionRow, repo_label, via
 from peers.models import DeliveryState, MessageRecord, SenderKind
 
-__all__ = ["KEYS_HELP", "MIN_HEIGHT", "Status", "frame", "plain"]
+__all__ = ["KEYS_HELP", "Status", "ago_short", "frame", "plain"]
 
 KEYS_HELP = "q quit  p pause  1-9/tab: one session's messages  0 all  r refresh"
-# Below this many lines the board shows only its header and the sessions it can.
-MIN_HEIGHT = 8
 
 _CLIENTS = {"claude-code": "claude", "unknown": "?"}
 _STATE = {

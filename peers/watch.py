@@ -23,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
@@ -39,7 +39,6 @@ from peers.models import Event, EventKind
 from peers.service import PeersService
 from peers.terminal import key_mode, parse_keys, read_available
 from peers.transports import create_transport
-from peers.transports.base import Transport
 
 __all__ = ["Watcher", "backend_label", "snapshot"]
 
@@ -50,10 +49,15 @@ _LOG_TAIL = 20
 
 
 def backend_label(settings: Settings) -> str:
-    """The store's URL, password hidden and the home directory shortened."""
+    """The store's URL, password hidden and a SQLite file under home as ``sqlite:///~/...``."""
     url = redact_url(settings.url)
-    home = os.path.expanduser("~")
-    return url.replace(f"///{home.lstrip('/')}/", "///~/", 1) if home != "/" else url
+    prefix = "sqlite:///"
+    home = os.path.expanduser("~").rstrip("/")
+    if url.startswith(prefix) and home:
+        path = "/" + url[len(prefix) :].lstrip("/")
+        if path.startswith(home + "/"):
+            return f"{prefix}~/{path[len(home) + 1 :]}"
+    return url
 
 
 async def snapshot(
@@ -94,7 +98,6 @@ class Watcher:
         claims: ClaimsSource = NO_CLAIMS,
         refresh: float = c.WATCH_REFRESH,
         min_interval: float = c.WATCH_MIN_INTERVAL,
-        connect: Callable[[], Transport] | None = None,
     ) -> None:
         self.settings = settings
         self.flt = flt
@@ -103,7 +106,6 @@ class Watcher:
         self.claims = claims
         self.refresh = refresh
         self.min_interval = min_interval
-        self._connect = connect or (lambda: create_transport(settings))
         self.board: Board | None = None
         self.selected: str | None = None
         self.paused = False
@@ -245,7 +247,7 @@ class Watcher:
 
     async def _session(self) -> None:
         """One connection: the first picture, then events until something fails or stop."""
-        transport = self._connect()
+        transport = create_transport(self.settings)
         try:
             await transport.connect()
             service = PeersService(transport, self.settings)
