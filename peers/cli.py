@@ -29,7 +29,7 @@ from peers.config import Settings, load_settings, redact_url
 from peers.doctor import client_checks, failed, run_doctor
 from peers.errors import (
     AmbiguousTarget,
-    BackendError,
+    BackendUnavailable,
     ConfigError,
     InvalidInput,
     MessageNotFound,
@@ -147,7 +147,7 @@ def _why(message: str, exc: BaseException) -> str:
     if not sandbox.sockets_blocked() or isinstance(exc, _ARGUMENT_ERRORS):
         return message
     hint = ""
-    if isinstance(exc, BackendError):
+    if isinstance(exc, BackendUnavailable):
         hint = (
             f"; to use `{_command()}` here too, add the store's directory to Codex's "
             "sandbox_workspace_write.writable_roots"
