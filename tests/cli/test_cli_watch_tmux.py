@@ -79,6 +79,9 @@ class Tmux:
 
     def kill(self) -> None:
         self.tmux("kill-server", check=False)
+        # The server leaves its socket file behind.
+        root = Path(os.environ.get("TMUX_TMPDIR") or "/tmp") / f"tmux-{os.getuid()}"
+        (root / self.socket).unlink(missing_ok=True)
 
     async def wait_for(self, check: Callable[[str], bool], what: str, timeout: float = WAIT) -> str:
         deadline = time.monotonic() + timeout
