@@ -24,8 +24,19 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import typer
 
 from peers import constants as c
+from peers import sandbox
 from peers.config import Settings, load_settings, redact_url
-from peers.errors import AmbiguousTarget, ConfigError, InvalidInput, PeerNotFound, PeersError
+from peers.errors import (
+    AmbiguousTarget,
+    BackendUnavailable,
+    ConfigError,
+    InvalidInput,
+    MessageNotFound,
+    NameTaken,
+    PeerNotFound,
+    PeersError,
+    RateLimited,
+)
 from peers.gitinfo import git_context
 from peers.log import configure_logging
 from peers.models import Check, CheckStatus, EventKind, HistoryQuery, Peer, Scope
@@ -48,7 +59,7 @@ from peers.render import (
     status_style,
 )
 from peers.service import CLI_ID_PREFIX, PeersService, Sender, SendResult
-from peers.transports import create_transport
+from peers.transports import create_transport, transport_class
 
 if TYPE_CHECKING:
     from peers.install import InstallPlan, InstallScope
@@ -106,13 +117,46 @@ def _exit_code(exc: PeersError) -> int:
     return 2 if isinstance(exc, _USAGE_ERRORS) else 1
 
 
+# The command being run (set by the app's callback, which runs before each command).
+_invoked = "peers"
+
+
+def _command() -> str:
+    """The command being run, as typed: ``peers list``."""
+    return _invoked
+
+
+# Failures that are about the arguments given, wherever the command runs.
+_ARGUMENT_ERRORS = (
+    InvalidInput,
+    AmbiguousTarget,
+    PeerNotFound,
+    MessageNotFound,
+    NameTaken,
+    RateLimited,
+)
+
+
+def _why(message: str, exc: BaseException) -> str:
+    """Inside a sandbox, a failure of the store or the system says so, and what still works."""
+    if not sandbox.sockets_blocked() or isinstance(exc, _ARGUMENT_ERRORS):
+        return message
+    hint = ""
+    if isinstance(exc, BackendUnavailable):
+        hint = (
+            f"; to use `{_command()}` here too, add the store's directory to Codex's "
+            "sandbox_workspace_write.writable_roots"
+        )
+    return f"{message}; {sandbox.WHY}; {sandbox.TOOLS_NOTE}{hint}"
+
+
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
     """Turn every failure into one stderr line and an exit code, never a traceback."""
     try:
         yield
     except PeersError as exc:
-        _fail(str(exc), _exit_code(exc))
+        _fail(_why(str(exc), exc), _exit_code(exc))
     except (typer.Exit, typer.Abort):
         raise
     except KeyboardInterrupt:
@@ -121,22 +165,54 @@ def _errors() -> Iterator[None]:
         if os.environ.get("PEERS_LOG_LEVEL", "").lower() == "debug":
             raise
         _fail(
-            f"unexpected {type(exc).__name__}: {exc} (PEERS_LOG_LEVEL=debug shows the traceback)"
+            _why(
+                f"unexpected {type(exc).__name__}: {exc} "
+                "(PEERS_LOG_LEVEL=debug shows the traceback)",
+                exc,
+            )
         )
 
 
 def _settings() -> Settings:
     settings = load_settings()
+    quiet = "warning"
+    if sandbox.sockets_blocked():
+        settings = sandbox.sandboxed_settings(settings)
+        # Wake-up sockets cannot work there: their warnings say nothing new.
+        quiet = "error"
     # Operators want results on the terminal, not the transports' info chatter.
-    level = os.environ.get("PEERS_LOG_LEVEL") or "warning"
+    level = os.environ.get("PEERS_LOG_LEVEL") or quiet
     configure_logging(level, settings.log_format)
     return settings
 
 
 def _run(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     with _errors():
-        return asyncio.run(factory())
+        if not sandbox.sockets_blocked():
+            return asyncio.run(factory())
+        # A sandbox (Codex's shell): no network for a store server, no self-pipe.
+        url = load_settings().url
+        if transport_class(url).capabilities.networked:
+            _fail(sandbox.refusal(_command(), f"cannot reach the store at {redact_url(url)}"))
+        return sandbox.run(factory)
     raise AssertionError("unreachable")  # pragma: no cover - _errors always raises or returns
+
+
+# Commands that cannot work inside a sandbox, and what they would need.
+_NOT_IN_SANDBOX = {
+    "kill": "cannot signal a session from inside this sandbox",
+    "demo": "cannot start its MCP servers inside this sandbox",
+}
+
+
+@app.callback()
+def _sandbox_guard(ctx: typer.Context) -> None:
+    """Let AI coding-agent sessions find each other, message each other and coordinate."""
+    global _invoked
+    _invoked = f"peers {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "peers"
+    what = _NOT_IN_SANDBOX.get(ctx.invoked_subcommand or "")
+    if what is not None and sandbox.sockets_blocked():
+        _fail(sandbox.refusal(_invoked, what))
 
 
 @contextlib.asynccontextmanager
@@ -208,7 +284,7 @@ def status(json_out: JsonOption = False) -> None:
                 out.json(doc)
             with contextlib.suppress(PeersError):
                 await transport.close()
-            _fail(str(exc))
+            _fail(_why(str(exc), exc))
         try:
             service = PeersService(transport, settings)
             peers = await service.list_peers(Scope.ALL)
@@ -439,6 +515,53 @@ def tail(json_out: JsonOption = False) -> None:
             with contextlib.suppress(PeersError, TimeoutError):
                 await asyncio.wait_for(transport.close(), _TAIL_GRACE)
 
+    _run(go)
+
+
+@app.command()
+def watch(
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope",
+            "-s",
+            help="all, machine (this host), directory or repo (as seen from this directory).",
+        ),
+    ] = "all",
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            "--repo", help="Only sessions in this repository: its name, remote, or a path in it."
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Print one frame as plain text and exit.")
+    ] = False,
+) -> None:
+    """A live board of the sessions, their messages and conflicting files (q quits)."""
+    from peers.board import BoardFilter
+    from peers.watch import Watcher, snapshot
+
+    async def go() -> None:
+        settings = _settings()
+        async with _service(settings) as service:
+            scope_ = service.parse_scope(scope)
+            me = None
+            if scope_ in (Scope.DIRECTORY, Scope.REPO):
+                me = await _here(service, CLI_ID_PREFIX + "here")
+            flt = BoardFilter(scope=scope_, me=me, repo=repo)
+            # Judged now, before the screen changes: a scope that needs a repository.
+            service.scope_filter(scope_, me)
+            if once:
+                text = await snapshot(service, flt, Output().console.width)
+        if once:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        await Watcher(settings, flt).run_on_terminal()
+
+    if not once and not (sys.stdout.isatty() and sys.stdin is not None):
+        _fail("peers watch needs a terminal; `peers watch --once` prints one frame as text", 2)
     _run(go)
 
 

@@ -62,3 +62,12 @@ SERVER_NAME: Final = "peers"
 # A hook that reached its session's server within this long counts as a live path
 # (`peers status`, `peers doctor`); older, the session shows when it last did.
 HOOKS_RECENT: Final = 600.0
+
+# `peers watch`: the slow re-read for what no event announces (ages, silent deaths,
+# mail read), the shortest time between two reads however busy the store, the
+# reconnect backoff, and how long a stream or transport may take to wind down.
+WATCH_REFRESH: Final = 5.0
+WATCH_MIN_INTERVAL: Final = 0.1
+WATCH_RETRY_MIN: Final = 1.0
+WATCH_RETRY_MAX: Final = 5.0
+WATCH_GRACE: Final = 3.0
