@@ -12,6 +12,8 @@ class SQLiteTables:
     PEERS = "peers"
     MESSAGES = "messages"
     EVENTS = "events"
+    # Upkeep leases: which process runs gc for a namespace, until when.
+    LEASES = "leases"
 
 
 @dataclass(frozen=True, slots=True)

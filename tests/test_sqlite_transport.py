@@ -33,9 +33,9 @@ from peers.ids import new_message_id, new_peer_id
 from peers.keys import SQLiteTables
 from peers.models import DeliveryState, HistoryQuery, Message, Peer
 from peers.transports import create_transport
-from peers.transports import sqlite as sqlite_mod
 from peers.transports.sqlite import SQLiteTransport, parse_sqlite_url
-from peers.transports.wakeup import SOCKET_PATH_MAX, wake_dir_for
+from peers.transports.sqlite import schema as sqlite_mod
+from peers.transports.sqlite.wakeup import SOCKET_PATH_MAX, wake_dir_for
 
 pytestmark = pytest.mark.anyio
 
@@ -433,10 +433,15 @@ async def test_without_a_wake_directory_mail_still_arrives(
     other = await opened(db)
     b = await t.register(peer())  # no doorbell, but no failure either
     a = await other.register(peer())
-    sent = await other.send(message(a, b))
+    # Nothing pending yet: the re-read fallback sleeps out the timeout (does not spin).
     started = time.monotonic()
     assert await t.wait_for_mail(b.id, timeout=0.2) is False
-    assert time.monotonic() - started >= 0.15  # slept, did not spin
+    assert time.monotonic() - started >= 0.15
+    # A send is noticed by the next re-read, well before the 5 s safety re-check.
+    sent = await other.send(message(a, b))
+    started = time.monotonic()
+    assert await t.wait_for_mail(b.id, timeout=5.0) is True
+    assert time.monotonic() - started < 2.0
     assert [m.id for m in await t.fetch(b.id)] == [sent.id]
 
 

@@ -113,8 +113,8 @@ from peers.models import (
 )
 from peers.tasks import cancel_and_wait
 from peers.transports.base import Capabilities, Transport
-from peers.transports.batching import Coalescer
-from peers.transports.redis_checks import permission_checks
+from peers.transports.redis.batching import Coalescer
+from peers.transports.redis.checks import permission_checks
 
 __all__ = ["RedisTransport"]
 
