@@ -46,6 +46,8 @@ SQLITE_SCHEMA_VERSION: Final = 3
 # Redis stream consumer group that every mailbox carries.
 REDIS_GROUP: Final = "peers"
 REDIS_EVENT_LOG_MAXLEN: Final = 10_000
+# The layout of a namespace's keys; an older one is migrated at connect (migrate.lua).
+REDIS_LAYOUT_VERSION: Final = 2
 REDIS_BLOCK_MS: Final = 5_000
 # A transport call that has not finished in this long means a dead server (scripts
 # are short). Enforced per call, not as redis-py's socket_timeout: that one wraps
