@@ -33,6 +33,10 @@ UPKEEP_LEASE: Final = "gc"
 UPKEEP_LEASE_TTL: Final = 2.5 * UPKEEP_INTERVAL
 # After an unexpected error, upkeep tries again this soon rather than a whole interval later.
 UPKEEP_RETRY: Final = 30.0
+# The first round waits this long after start: a session starting up has other work.
+UPKEEP_START_DELAY: Final = 10.0
+# On shutdown, giving the lease back may take this long at most (then it just expires).
+UPKEEP_RELEASE_TIMEOUT: Final = 1.0
 # gc deletes at most this many rows per transaction (SQLite) or entries per script call
 # (Redis), so other writers never wait long behind it.
 GC_PAGE: Final = 500

@@ -127,7 +127,11 @@ class EventsMixin(MailboxMixin):
                     if position <= cursor:
                         continue  # seen already (by the log, then the channel, or back)
                     cursor = position
-                    event = event_from_log(fields) if fields is not None else None
+                    try:
+                        event = event_from_log(fields) if fields is not None else None
+                    except (ValueError, TypeError) as exc:
+                        note("redis event unreadable; skipped", entry=entry_id, error=repr(exc))
+                        continue
                     if event is None:
                         continue
                     if entry_ms(entry_id) <= since_ms + _EVENT_REPLAY_MS and event.at < since:

@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from peers import constants as c
 from peers.errors import BackendUnavailable, PeersError
@@ -28,6 +29,16 @@ __all__ = ["EventsMixin", "loop_retry_delay"]
 
 _EVENT_BATCH = 256
 _log = get_logger(__name__)
+
+
+def _decoded(row: Sequence[Any]) -> Event | None:
+    """An event row, or None (logged) for one that does not decode: skipped, not fatal."""
+    try:
+        return schema.event_from_row(row)
+    except (ValueError, TypeError) as exc:
+        with contextlib.suppress(ValueError, OSError):
+            _log.warning("event unreadable; skipped", seq=row[0], error=repr(exc))
+        return None
 
 
 def loop_retry_delay(failures: int) -> float:
@@ -73,13 +84,13 @@ class EventsMixin(SQLiteStore):
                 )
             )
 
-            def op(conn: sqlite3.Connection) -> list[tuple[int, Event]]:
+            def op(conn: sqlite3.Connection) -> list[tuple[int, Event | None]]:
                 rows = conn.execute(
                     f"SELECT {schema.EVENT_COLS} FROM {T.EVENTS} WHERE seq > ? AND namespace = ? "
                     "ORDER BY seq LIMIT ?",
                     (last, self.namespace, _EVENT_BATCH),
                 ).fetchall()
-                return [(r[0], schema.event_from_row(r)) for r in rows]
+                return [(r[0], _decoded(r)) for r in rows]
 
             failures = 0
             while not self._closed and not (endpoint is not None and endpoint.closed):
@@ -96,7 +107,8 @@ class EventsMixin(SQLiteStore):
                 failures = 0
                 for seq, event in batch:
                     last = seq
-                    yield event
+                    if event is not None:
+                        yield event
                 if len(batch) < _EVENT_BATCH:
                     if endpoint is None:
                         await asyncio.sleep(pause)
