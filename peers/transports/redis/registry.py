@@ -2,8 +2,8 @@
 
 Liveness is a key per live peer with a TTL of ``peer_ttl`` (plus a pid check for
 peers on this host). The registry sorted set holds only online peers, scored by
-last seen: a listing reads it in one script (``roster.lua``), which first reaps a
-page of entries whose score is older than the TTL and whose alive key is gone.
+last seen: a listing reads it in one script (``roster.lua``), which reaps on the
+way (a page per call) the peers whose alive key is gone.
 A dead session is reaped once and moves to the offline set; it never costs a
 listing again, so listing costs what the live peers cost.
 
@@ -84,12 +84,10 @@ class RegistryMixin(RedisStore):
     async def _roster(self) -> tuple[list[tuple[Peer, bool]], list[str], bool]:
         """The online peers with their alive flags, after reaping a page of expired ones:
         (peers, the ids reaped, whether more expired ones may wait)."""
-        now = time.time()
         reply = await self._run(
             "roster",
             self._keys.registry,
-            repr(now),
-            repr(now - self._peer_ttl),
+            repr(time.time()),
             c.GC_PAGE,
             json.dumps(common.leave_data("expired")),
         )
@@ -121,7 +119,9 @@ class RegistryMixin(RedisStore):
         live, dead = common.partition(pairs, self.host)
         alive = {p.id: a for p, a in pairs}
         for peer in dead:
-            if await self._take_offline(peer, alive[peer.id]):
+            # Expired ones are the roster's to reap, a page per call; one whose
+            # process is gone while its alive key lasts is reaped here.
+            if alive[peer.id] and await self._take_offline(peer, True):
                 reaped.append(peer.id)
         return live, reaped, more
 
@@ -263,7 +263,9 @@ class RegistryMixin(RedisStore):
     @edge
     async def list_peers(self, flt: PeerFilter | None = None) -> list[Peer]:
         """Live peers matching the filter, reaping dead ones on the way."""
-        live, _, _ = await self._live()
+        more = True
+        while more:  # a page of expired peers reaped per call, all of them before we answer
+            live, _, more = await self._live()
         return common.listing(live, flt)
 
     async def _reap_all(self) -> list[str]:
