@@ -24,5 +24,17 @@ def redact_text(text: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***`` (the rest as given, even if malformed)."""
-    return redact_text(url)
+    """The URL with its password replaced by ``***`` (the rest as given, even if malformed).
+
+    A mistyped URL without ``://`` ("rediss//u:pw@host", "u:pw@host") still carries
+    a secret: whatever stands between the user's ':' and the last '@' is hidden.
+    """
+    hidden = redact_text(url)
+    if hidden != url or "@" not in url:
+        return hidden
+    head, _, host = url.rpartition("@")
+    start = head.rfind("/") + 1  # userinfo begins after the last slash, if any
+    user, colon, _ = head[start:].partition(":")
+    if not colon:
+        return url
+    return f"{head[:start]}{user}:{MASK}@{host}"
