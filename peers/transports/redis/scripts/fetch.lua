@@ -36,6 +36,7 @@ local function read(stream, own)
 end
 for _, owner in ipairs(redis.call('SMEMBERS', BACKLOG .. rid)) do
   if owner ~= rid then
+    make_group(MBOX .. owner)  -- lost with the data of a restart: the mail is still there
     read(MBOX .. owner, false)
     tidy(owner, rid)
   end

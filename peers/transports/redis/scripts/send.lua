@@ -46,11 +46,12 @@ local function enforce_cap(rid)
 end
 
 local function send(rid, mid, sender, sender_name, broadcast, sent_at, body)
-  local stored = redis.call('HMGET', MSG .. mid, 'rcpt', 'm')
+  local stored = redis.call('HMGET', MSG .. mid, 'rcpt', 'm', 'acked_at', 'expired')
   if stored[1] then
     -- Already stored: a retry whose first reply was lost is not a second message.
-    if stored[2] == body then return final(stored[1]) end
-    return '!conflict'
+    if stored[2] ~= body then return '!conflict' end
+    if stored[3] or stored[4] then return stored[1] end  -- read (or dropped): it stays put
+    return final(stored[1])  -- unread: whoever reads that mailbox now
   end
   if redis.call('EXISTS', PEER .. rid) == 0 then return '!nopeer' end
   rid = final(rid)
