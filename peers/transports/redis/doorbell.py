@@ -28,7 +28,7 @@ from peers.log import get_logger
 from peers.tasks import cancel_and_wait
 from peers.transports.redis.replies import text
 
-__all__ = ["Doorbell", "Silence", "note", "retry_delay"]
+__all__ = ["Doorbell", "Setbacks", "Silence", "note", "retry_delay"]
 
 _log = get_logger(__name__)
 # How long register() waits for the server to confirm a doorbell subscription.
@@ -44,6 +44,32 @@ def note(event: str, level: str = "warning", **fields: Any) -> None:
     """Log from a background task; a closed stderr must not stop the task."""
     with contextlib.suppress(Exception):
         getattr(_log, level)(event, **fields)
+
+
+class Setbacks:
+    """The failures in a row of a background reader: logged, then waited out, longer each time.
+
+    A connection error is expected (the reader reconnects) and logged once per
+    outage; anything else is a bug or a reply nobody expected, logged every time.
+    Neither ends the reader: only close does.
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self.count = 0
+
+    async def failed(self, exc: Exception) -> None:
+        self.count += 1
+        if not isinstance(exc, RedisError | OSError):
+            note(f"{self._what} failed; going on", level="error", error=repr(exc))
+        elif self.count == 1:
+            note(f"{self._what} interrupted; reconnecting", error=str(exc))
+        await asyncio.sleep(retry_delay(self.count))
+
+    def over(self) -> None:
+        if self.count:
+            note(f"{self._what} back", level="info", attempts=self.count)
+        self.count = 0
 
 
 class Silence:
@@ -103,29 +129,19 @@ class Bell:
         self.reader: asyncio.Task[None] | None = None
 
     async def read(self) -> None:
-        failures = 0
+        setbacks = Setbacks("redis doorbell")
         silence = Silence(self.quiet)
         while True:
             try:
                 # redis-py reconnects and re-subscribes by itself, in this task.
                 message = await silence.read(self.pubsub)
-            except (RedisError, OSError) as exc:
-                failures += 1
-                if failures == 1:
-                    note("redis doorbell connection lost; reconnecting", error=str(exc))
-                await asyncio.sleep(retry_delay(failures))
-                continue
             except Exception as exc:
-                # Not a connection problem (a bug, a reply nobody expected): log it and
-                # go on; only close() ends the doorbell, so push never stops silently.
-                failures += 1
-                note("redis doorbell read failed; going on", level="error", error=repr(exc))
-                self.rung.set()  # whatever was lost, the waiter re-fetches
-                await asyncio.sleep(retry_delay(failures))
+                if not isinstance(exc, RedisError | OSError):
+                    self.rung.set()  # a ring may have been lost with it: the waiter re-fetches
+                # (A reconnect re-subscribes, and that rings: see below.)
+                await setbacks.failed(exc)
                 continue
-            if failures:
-                note("redis doorbell connection back", level="info", attempts=failures)
-            failures = 0
+            setbacks.over()
             kind = text(message.get("type")) if message else ""
             if kind == "message":
                 self.rung.set()

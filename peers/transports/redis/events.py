@@ -10,7 +10,6 @@ arrives, once. A reader survives every error, logging it; only close ends it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -21,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from peers.models import Event, EventKind
-from peers.transports.redis.doorbell import Silence, note, retry_delay
+from peers.transports.redis.doorbell import Setbacks, Silence, note
 from peers.transports.redis.mailbox import MailboxMixin
 from peers.transports.redis.replies import entries, entry_ms, stream_id, text
 
@@ -81,7 +80,7 @@ class EventsMixin(MailboxMixin):
         pubsub = client.pubsub(ignore_subscribe_messages=False)
         silence = Silence(self.pubsub_quiet)
         catch_up = False
-        failures = 0
+        setbacks = Setbacks("redis event stream")
         try:
             while self._rb is not None:
                 batch: list[tuple[str, dict[str, str] | None]] = []
@@ -106,22 +105,13 @@ class EventsMixin(MailboxMixin):
                                 catch_up = True
                             else:
                                 batch = [(published_id, published)]
-                except (RedisError, OSError) as exc:
-                    # The cursor makes a retry lossless: the stream rides out any outage
-                    # (saying so once) and ends only when the transport closes.
-                    failures += 1
-                    if failures == 1:
-                        note("redis event stream interrupted; retrying", error=str(exc))
-                    await asyncio.sleep(retry_delay(failures))
-                    continue
                 except Exception as exc:
-                    # Not a connection problem: log it, then catch up from the log.
-                    failures += 1
-                    note("redis event stream read failed; going on", level="error", error=repr(exc))
-                    catch_up = True
-                    await asyncio.sleep(retry_delay(failures))
+                    # The cursor makes a retry lossless: the stream rides out an outage
+                    # or an odd reply (catching up from the log) and ends only on close.
+                    catch_up = catch_up or not isinstance(exc, RedisError | OSError)
+                    await setbacks.failed(exc)
                     continue
-                failures = 0
+                setbacks.over()
                 for entry_id, fields in batch:
                     position = stream_id(entry_id)
                     if position <= cursor:
