@@ -27,6 +27,15 @@ __all__ = ["MailboxMixin"]
 
 # ids per "IN (...)" list, below SQLite's variable limit.
 _ID_CHUNK = 500
+# The oldest sequence number of a recipient's unread mail (NULL: none), from the index.
+_OLDEST = (
+    "SELECT MIN(seq) FROM {t} WHERE namespace = ?1 AND recipient_id = ?2 AND acked_at IS NULL"
+)
+# The sequence number of a recipient's (?3 + 1)-th newest unread message (NULL: fewer).
+_CAP_SEQ = (
+    "SELECT seq FROM {t} WHERE namespace = ?1 AND recipient_id = ?2 AND acked_at IS NULL "
+    "ORDER BY seq DESC LIMIT 1 OFFSET ?3"
+)
 
 
 class MailboxMixin(SQLiteStore):
@@ -83,14 +92,13 @@ class MailboxMixin(SQLiteStore):
         history, as expired, until gc; an EXPIRED event names them.
         """
         row = conn.execute(
-            f"SELECT seq FROM {T.MESSAGES} WHERE namespace = ? AND recipient_id = ? "
-            "AND acked_at IS NULL ORDER BY seq DESC LIMIT 1 OFFSET ?",
-            (self.namespace, recipient, self.max_unread),
+            _CAP_SEQ.format(t=T.MESSAGES), (self.namespace, recipient, self.max_unread)
         ).fetchone()
         if row is None:
             return []
+        upto = row[0]
         where = "namespace = ? AND recipient_id = ? AND acked_at IS NULL AND seq <= ?"
-        args = (self.namespace, recipient, row[0])
+        args = (self.namespace, recipient, upto)
         ids = [
             r[0]
             for r in conn.execute(f"SELECT id FROM {T.MESSAGES} WHERE {where} ORDER BY seq", args)
@@ -100,6 +108,26 @@ class MailboxMixin(SQLiteStore):
         self._emit(conn, effects, EventKind.EXPIRED, recipient, None, data, now)
         return ids
 
+    def _route(self, conn: sqlite3.Connection, peer_id: str) -> tuple[str, int | None]:
+        """Where a send to ``peer_id`` goes, and the oldest sequence number of its unread mail.
+
+        The common case (no successor) is one statement. The oldest unread sequence
+        number bounds the count cheaply: sequence numbers are unique, so a mailbox
+        whose unread mail spans fewer than ``max_unread`` of them is within the cap,
+        and only one that may be past it is counted (see send).
+        """
+        row = conn.execute(
+            f"SELECT successor, ({_OLDEST.format(t=T.MESSAGES)}) FROM {T.PEERS} "
+            "WHERE namespace = ?1 AND id = ?2",
+            (self.namespace, peer_id),
+        ).fetchone()
+        if row is None:
+            raise common.no_such_peer(peer_id, self.namespace)
+        if row[0] is None:
+            return peer_id, row[1]
+        recipient = self._chain(conn, peer_id)[-1]
+        oldest = conn.execute(_OLDEST.format(t=T.MESSAGES), (self.namespace, recipient)).fetchone()
+        return recipient, oldest[0]
 
     def _chain(self, conn: sqlite3.Connection, peer_id: str) -> list[str]:
         """``peer_id`` and its successors, in order, as far as they are stored (bounded)."""
@@ -143,25 +171,31 @@ class MailboxMixin(SQLiteStore):
         common.check_message(message, self.namespace)
 
         def op(conn: sqlite3.Connection, effects: Effects) -> Message:
-            stored = self._stored(conn, message)
-            if stored is not None:
-                return stored  # a retry whose first reply was lost: not a second message
-            recipient = self._chain(conn, message.recipient_id)[-1]
-            conn.execute(
-                f"INSERT INTO {T.MESSAGES} ({schema.MSG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.id,
-                    message.namespace,
-                    message.sender_id,
-                    message.sender_name,
-                    SenderKind(message.sender_kind).value,
-                    recipient,
-                    message.body,
-                    message.reply_to,
-                    int(message.broadcast),
-                    message.sent_at,
-                ),
-            )
+            recipient, oldest = self._route(conn, message.recipient_id)
+            try:
+                cursor = conn.execute(
+                    f"INSERT INTO {T.MESSAGES} ({schema.MSG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        message.id,
+                        message.namespace,
+                        message.sender_id,
+                        message.sender_name,
+                        SenderKind(message.sender_kind).value,
+                        recipient,
+                        message.body,
+                        message.reply_to,
+                        int(message.broadcast),
+                        message.sent_at,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                # The id is taken (the only unique key): a retry whose first reply was
+                # lost is not a second message. Only this statement failed: the
+                # transaction goes on.
+                stored = self._stored(conn, message)
+                if stored is None:
+                    raise
+                return stored
             now = time.time()
             # Events are read only by live tails (from the moment they start):
             # with nobody tailing, a MESSAGE event would be written for nothing.
@@ -170,7 +204,8 @@ class MailboxMixin(SQLiteStore):
                 self._emit(
                     conn, effects, EventKind.MESSAGE, message.sender_id, message.sender_name, data, now
                 )
-            self._apply_cap(conn, effects, recipient, now)
+            if oldest is not None and (cursor.lastrowid or 0) - oldest >= self.max_unread:
+                self._apply_cap(conn, effects, recipient, now)  # may be past the cap: count
             effects.wake.append(recipient)
             if recipient == message.recipient_id:
                 return message
