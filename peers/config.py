@@ -14,8 +14,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from peers import constants as c
 from peers.errors import ConfigError
+from peers.redact import redact_url
 
-__all__ = ["PushMode", "Settings", "default_url", "load_settings", "redact_url", "state_dir"]
+__all__ = ["PushMode", "Settings", "WakeupMode", "default_url", "load_settings", "redact_url", "state_dir"]
+
+
+class WakeupMode(StrEnum):
+    """How a SQLite peer learns of new mail: Unix datagram sockets, or re-reads."""
+
+    # Sockets where they work, re-reads where they are missing or refused.
+    AUTO = "auto"
+    POLL = "poll"
 
 
 class PushMode(StrEnum):
@@ -32,15 +41,6 @@ def state_dir() -> Path:
 
 def default_url() -> str:
     return f"sqlite:///{state_dir() / 'peers.db'}"
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 class Settings(BaseSettings):
@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     retention: float = Field(default=c.RETENTION_SECONDS, gt=0)
     safety_recheck: float = Field(default=c.SAFETY_RECHECK, gt=0)
     files_refresh: float = Field(default=c.FILES_REFRESH_INTERVAL, gt=0)
+    max_unread: int = Field(default=c.MAX_UNREAD, gt=0, description="unread mail per mailbox")
+    wakeup: WakeupMode = WakeupMode.AUTO
 
     # TLS for rediss:// (see README, "Redis mode").
     redis_ca_file: str | None = None

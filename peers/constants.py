@@ -22,12 +22,36 @@ SAFETY_RECHECK: Final = 5.0
 FILES_REFRESH_INTERVAL: Final = 30.0
 
 FETCH_LIMIT: Final = 100
+# Unread mail a mailbox holds at most (PEERS_MAX_UNREAD): past it the oldest expire,
+# with an event, and history shows them as expired.
+MAX_UNREAD: Final = 10_000
+
+# Upkeep (gc) in the background of a live `peers serve`: one per store at a time,
+# holding a lease this long, renewed every interval.
+UPKEEP_INTERVAL: Final = 300.0
+UPKEEP_LEASE: Final = "gc"
+UPKEEP_LEASE_TTL: Final = 2.5 * UPKEEP_INTERVAL
+# After an unexpected error, upkeep tries again this soon rather than a whole interval later.
+UPKEEP_RETRY: Final = 30.0
+# The first round waits this long after start: a session starting up has other work.
+UPKEEP_START_DELAY: Final = 10.0
+# On shutdown, giving the lease back may take this long at most (then it just expires).
+UPKEEP_RELEASE_TIMEOUT: Final = 1.0
+# gc deletes at most this many rows per transaction (SQLite) or entries per script call
+# (Redis), so other writers never wait long behind it.
+GC_PAGE: Final = 500
+
+# SQLite wake-ups where Unix datagram sockets are missing or refused (PEERS_WAKEUP=poll
+# forces it): a waiting peer re-reads its mailbox this often.
+WAKEUP_POLL_INTERVAL: Final = 0.25
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
-SQLITE_SCHEMA_VERSION: Final = 2
+SQLITE_SCHEMA_VERSION: Final = 3
 
 # Redis stream consumer group that every mailbox carries.
 REDIS_GROUP: Final = "peers"
 REDIS_EVENT_LOG_MAXLEN: Final = 10_000
+# The layout of a namespace's keys; an older one is migrated at connect (migrate.lua).
+REDIS_LAYOUT_VERSION: Final = 2
 REDIS_BLOCK_MS: Final = 5_000
 # A transport call that has not finished in this long means a dead server (scripts
 # are short). Enforced per call, not as redis-py's socket_timeout: that one wraps
@@ -54,6 +78,10 @@ REDIS_RING_TTL_MS: Final = 1_000
 REDIS_SEND_BATCH: Final = 64
 # How far sends and lookups follow successor pointers (a name changing hands this often is a bug).
 MAX_SUCCESSOR_HOPS: Final = 32
+# A background loop (doorbell, events, wake-ups) that failed unexpectedly waits this
+# long before it goes on (doubling up to the cap), so a persistent fault does not spin.
+LOOP_RETRY_BASE: Final = 0.1
+LOOP_RETRY_CAP: Final = 5.0
 # Look-then-claim rounds a registration may lose to concurrent claims before giving up.
 REDIS_CLAIM_ATTEMPTS: Final = 10
 

@@ -12,6 +12,8 @@ class SQLiteTables:
     PEERS = "peers"
     MESSAGES = "messages"
     EVENTS = "events"
+    # Upkeep leases: which process runs gc for a namespace, until when.
+    LEASES = "leases"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +45,45 @@ class RedisKeys:
 
     @property
     def registry(self) -> str:
-        """Sorted set: peer id -> last seen, for listing without SCAN."""
+        """Sorted set: online peer id -> last seen, for listing without SCAN.
+
+        Only online peers: a reaped or unregistered one moves to :attr:`offline`,
+        so listing costs what the live peers cost, however many sessions died.
+        """
         return f"{self.prefix}registry"
+
+    @property
+    def offline(self) -> str:
+        """Sorted set: offline peer id -> last seen, for ``list_offline`` and gc."""
+        return f"{self.prefix}offline"
+
+    @property
+    def inbox(self) -> str:
+        """Set: ids of peers whose own mailbox stream holds mail (``pending_counts``, gc)."""
+        return f"{self.prefix}inbox"
+
+    def backlog(self, peer_id: str) -> str:
+        """Set: ids of earlier holders of the peer's name whose mailboxes it inherited.
+
+        Inheriting moves no mail: fetch reads these mailboxes with the peer's own,
+        merged in commit order, so a claim costs the same for any backlog.
+        """
+        return f"{self.prefix}backlog:{peer_id}"
+
+    @property
+    def history(self) -> str:
+        """Stream: one entry (``mid``) per stored message, in commit order, trimmed by gc
+        only at the retention cutoff (presence events do not crowd it out)."""
+        return f"{self.prefix}history"
+
+    def lease(self, name: str) -> str:
+        """String with a TTL: who holds an upkeep lease (``acquire_lease``)."""
+        return f"{self.prefix}lease:{name}"
+
+    @property
+    def meta(self) -> str:
+        """Hash: ``version``, the layout of this namespace's keys (see ``migrate.lua``)."""
+        return f"{self.prefix}meta"
 
     def name(self, name: str) -> str:
         """String: the id of the latest holder of a name (claimed with SET NX or a script)."""
@@ -60,7 +99,7 @@ class RedisKeys:
 
     @property
     def log(self) -> str:
-        """Stream: capped history of events (sends, acks, presence) for log and tail."""
+        """Stream: capped log of events (sends, presence, expiries) for tail's catch-up."""
         return f"{self.prefix}log"
 
     def ring(self, peer_id: str) -> str:

@@ -70,6 +70,8 @@ class EventKind(StrEnum):
     SUMMARY = "summary"
     RENAME = "rename"
     MESSAGE = "message"
+    # Unread mail dropped because its mailbox was full (data: ids, recipient_id, reason).
+    EXPIRED = "expired"
 
 
 class _Model(BaseModel):

@@ -124,6 +124,9 @@ def event_text(event: Event, message: Message | None = None) -> str:
         return f"summary  {who}: {data.get('summary', '')}"
     if event.kind is EventKind.RENAME:
         return f"rename   {who}: {data.get('old') or '-'} -> {data.get('new') or '-'}"
+    if event.kind is EventKind.EXPIRED:
+        count = len(data.get("ids") or [])
+        return f"expired  {who}: {count} unread message(s) dropped ({data.get('reason', '?')})"
     if message is not None:
         to = data.get("recipient_id") or message.recipient_id
         flags = " [broadcast]" if message.broadcast else ""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from peers.transports.batching import Coalescer
+from peers.transports.redis.batching import Coalescer
 
 pytestmark = pytest.mark.anyio
 

@@ -31,11 +31,11 @@ from peers.config import load_settings
 from peers.errors import BackendUnavailable, ConfigError, InvalidInput, StoreCorrupt
 from peers.ids import new_message_id, new_peer_id
 from peers.keys import SQLiteTables
-from peers.models import DeliveryState, HistoryQuery, Message, Peer
+from peers.models import DeliveryState, EventKind, HistoryQuery, Message, Peer, PeerUpdate
 from peers.transports import create_transport
-from peers.transports import sqlite as sqlite_mod
 from peers.transports.sqlite import SQLiteTransport, parse_sqlite_url
-from peers.transports.wakeup import SOCKET_PATH_MAX, wake_dir_for
+from peers.transports.sqlite import schema as sqlite_mod
+from peers.transports.sqlite.wakeup import SOCKET_PATH_MAX, wake_dir_for
 
 pytestmark = pytest.mark.anyio
 
@@ -433,10 +433,15 @@ async def test_without_a_wake_directory_mail_still_arrives(
     other = await opened(db)
     b = await t.register(peer())  # no doorbell, but no failure either
     a = await other.register(peer())
-    sent = await other.send(message(a, b))
+    # Nothing pending yet: the re-read fallback sleeps out the timeout (does not spin).
     started = time.monotonic()
     assert await t.wait_for_mail(b.id, timeout=0.2) is False
-    assert time.monotonic() - started >= 0.15  # slept, did not spin
+    assert time.monotonic() - started >= 0.15
+    # A send is noticed by the next re-read, well before the 5 s safety re-check.
+    sent = await other.send(message(a, b))
+    started = time.monotonic()
+    assert await t.wait_for_mail(b.id, timeout=5.0) is True
+    assert time.monotonic() - started < 2.0
     assert [m.id for m in await t.fetch(b.id)] == [sent.id]
 
 
@@ -608,3 +613,79 @@ async def test_many_processes_on_a_fresh_file_never_see_locked(short_dir: Path) 
     assert len(sent) == count * rounds
     assert {r.message.id for r in history} == sent
     assert all(r.state == DeliveryState.DELIVERED for r in history)
+
+
+# -- wake-ups by re-reading (PEERS_WAKEUP=poll, or sockets refused) ------------------------
+
+
+async def test_forced_polling_delivers_within_a_fraction_of_a_second(
+    short_dir: Path, opened: Callable[..., Any]
+) -> None:
+    db = short_dir / "peers.db"
+    t = await opened(db, wakeup="poll")
+    assert (await t.info())["wakeup"].startswith("re-reads")
+    other = await opened(db)
+    b = await t.register(peer())
+    a = await other.register(peer())
+    assert not t._wake.peer_path(NS, b.id).exists()  # no socket bound for b
+    stream = t.events()
+    assert await t.wait_for_mail(b.id, timeout=0.3) is False  # nothing yet: sleeps it out
+    sent = await other.send(message(a, b))
+    started = time.monotonic()
+    assert await t.wait_for_mail(b.id, timeout=10) is True
+    assert time.monotonic() - started < 2.0  # a re-read, not the 5 s safety re-check
+    assert [m.id for m in await t.fetch(b.id)] == [sent.id]
+    # Mail that came while nobody waited is noticed by the next wait at once.
+    second = await other.send(message(a, b, "while not waiting"))
+    assert await t.wait_for_mail(b.id, timeout=0.01) is True
+    assert [m.id for m in await t.fetch(b.id)] == [sent.id, second.id]
+    # Events come by re-reads too.
+    await other.update_peer(a.id, PeerUpdate(summary="polled"))
+    with anyio.fail_after(5):
+        while (event := await anext(stream)).kind is not EventKind.SUMMARY:
+            pass
+    assert event.data["summary"] == "polled"
+    await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_polling_delivers_a_send_from_another_process(
+    short_dir: Path, opened: Callable[..., Any]
+) -> None:
+    db = short_dir / "peers.db"
+    t = await opened(db, wakeup="poll")
+    b = await t.register(peer())
+    args = {"url": f"sqlite:///{db}", "namespace": NS, "sender": new_peer_id(),
+            "recipients": [b.id], "count": 1}  # fmt: skip
+    result = short_dir / "sender.json"
+    worker = Path(__file__).parent / "_stress_worker.py"
+    env = {**os.environ, "PEERS_WAKEUP": "poll"}
+    command = [sys.executable, str(worker), "send", json.dumps(args), str(result)]
+    async with await anyio.open_process(command, env=env) as child:
+        with anyio.fail_after(30):
+            woke = await t.wait_for_mail(b.id, timeout=25)
+        await child.wait()
+    assert woke is True and child.returncode == 0
+    [got] = await t.fetch(b.id)
+    assert got.sender_id == args["sender"]
+
+
+async def test_a_sandbox_that_refuses_sendto_falls_back_to_polling(
+    short_dir: Path, opened: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peers.transports.sqlite import wakeup
+
+    class Refusing(socket.socket):
+        def sendto(self, *args: Any) -> int:  # type: ignore[override]
+            raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(wakeup.socket, "socket", Refusing)
+    db = short_dir / "peers.db"
+    t = await opened(db)
+    assert "not permitted" in (await t.info())["wakeup"]
+    b = await t.register(peer())
+    a = await t.register(peer())
+    sent = await t.send(message(a, b))  # the poke fails quietly; the mail is stored
+    started = time.monotonic()
+    assert await t.wait_for_mail(b.id, timeout=10) is True
+    assert time.monotonic() - started < 2.0
+    assert [m.id for m in await t.fetch(b.id)] == [sent.id]

@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from peers.errors import ConfigError
+from peers.redact import redact_url
 from peers.transports.base import Capabilities, Transport
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def check_scheme(url: str) -> str:
         did_you_mean = f" (did you mean {hint[0]}://?)" if hint else ""
         shown = f"'{scheme}://'" if scheme else "no scheme"
         raise ConfigError(
-            f"PEERS_URL {url!r} has {shown}{did_you_mean}; known schemes: {known}"
+            f"PEERS_URL {redact_url(url)!r} has {shown}{did_you_mean}; known schemes: {known}"
         )
     return scheme
 

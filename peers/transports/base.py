@@ -125,7 +125,7 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def list_offline(self) -> list[Peer]:
-        """Offline peers still kept (named, or with unread mail)."""
+        """Offline peers still kept (named, or with unread mail), reaping dead ones first."""
 
     @abc.abstractmethod
     async def reap(self) -> list[Peer]:
@@ -173,4 +173,13 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def gc(self) -> GcReport:
-        """Delete what outlived retention: offline peers, old mail, stale wake-up endpoints."""
+        """Reap, then delete what outlived retention: offline peers, old mail, stale wake-up endpoints (a page at a time)."""
+
+    @abc.abstractmethod
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Atomically take the lease ``name`` for ``ttl`` seconds, or renew it if ``holder`` has it;
+        False while another holder's lease runs."""
+
+    @abc.abstractmethod
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if ``holder`` holds it (a no-op otherwise)."""

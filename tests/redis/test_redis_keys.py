@@ -85,7 +85,10 @@ async def test_every_key_and_channel_is_under_the_namespace_prefix(
         assert channels and all(ch.startswith(prefix) for ch in channels), channels
 
         # Every key is one of the kinds RedisKeys names.
-        kinds = re.compile(r"(peer|alive|name|mbox|msg|ring):.+|registry|log")
+        kinds = re.compile(
+            r"(peer|alive|name|mbox|msg|ring|backlog|lease):.+"
+            r"|registry|offline|inbox|history|log|meta"
+        )
         assert [k for k in keys if not kinds.fullmatch(k[len(prefix) :])] == []
 
         # Liveness expires; mailboxes (which carry consumer groups) never do.
@@ -142,7 +145,7 @@ async def test_gc_leaves_no_orphaned_keys(db_url: str, namespace: str) -> None:
         expected = {
             k.peer(live.id), k.alive(live.id), k.mailbox(live.id), k.registry, k.log,
             k.peer(gone.id), k.mailbox(gone.id), k.name("gone"), k.message(late.id),
-            k.ring(gone.id),
+            k.ring(gone.id), k.offline, k.inbox, k.history, k.meta,
         }  # fmt: skip
         assert keys - expected == set()
         assert [m.id for m in await t.fetch(gone.id)] == [late.id]

@@ -330,10 +330,12 @@ async def test_gc_expiring_mail_that_a_successor_inherits_keeps_entry_and_record
     await collector.gc()
 
     assert len(heirs) == 1
-    moved = [m.id for m in await other.fetch(heirs[0].id)]
-    # Moved before gc looked: the heir holds it, entry and record (a later gc expires both).
-    assert moved == [stale.id]
-    assert await client.exists(keys.message(stale.id)) == 1
+    inherited = [m.id for m in await other.fetch(heirs[0].id)]
+    # Inheriting moves no mail (the heir reads the old mailbox as its backlog), so gc
+    # may expire it right after: entry and record go together, or both stay for the
+    # heir (and a later gc expires both).
+    kept = await client.exists(keys.message(stale.id))
+    assert (inherited, kept) in [([stale.id], 1), ([], 0)]
     await collector.gc()
     assert await other.fetch(heirs[0].id) == []
     assert await client.exists(keys.message(stale.id)) == 0

@@ -15,6 +15,14 @@ process sharing a database picks the same directory.
 
 ``peers tail`` listeners bind ``t-<namespace hash>-<random>.sock`` in the same
 directory; every writer of an event pokes all listeners of its namespace.
+
+Where Unix datagram sockets are missing (Windows) or refused (a sandbox that
+fails ``bind`` or ``sendto`` with EPERM), or when ``PEERS_WAKEUP=poll`` asks for
+it, a waiting peer gets a :class:`PollEndpoint` instead: it re-reads the newest
+sequence number of its pending mail every ``constants.WAKEUP_POLL_INTERVAL``
+seconds while it waits, so delivery takes a fraction of a second rather than the
+5 s safety re-check. A sender in a sandbox that refuses ``sendto`` cannot poke a
+receiver outside it: that receiver finds the mail at its safety re-check.
 """
 
 from __future__ import annotations
@@ -28,11 +36,22 @@ import secrets
 import socket
 import stat
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 from peers.errors import BackendUnavailable
 
-__all__ = ["SOCKET_PATH_MAX", "WakeDirectory", "WakeEndpoint", "wake_dir_for"]
+__all__ = [
+    "SOCKET_PATH_MAX",
+    "Doorbell",
+    "PollEndpoint",
+    "WakeDirectory",
+    "WakeEndpoint",
+    "sockets_usable",
+    "wake_dir_for",
+]
+
 
 # sun_path is 108 bytes on Linux and 104 on macOS, both counting the final NUL.
 SOCKET_PATH_MAX = 100
@@ -86,6 +105,55 @@ def _make_private_dir(path: Path) -> None:
         )
     if stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(path, 0o700)
+
+
+class Doorbell(Protocol):
+    """What a waiting peer sleeps on: a socket, or a re-read loop."""
+
+    closed: bool
+
+    async def wait(self, timeout: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def sockets_usable() -> str | None:
+    """None when Unix datagram sockets exist here, else why not (Windows has none)."""
+    if not hasattr(socket, "AF_UNIX"):
+        return "this platform has no Unix datagram sockets"
+    return None
+
+
+class PollEndpoint:
+    """The fallback doorbell: re-reads a mark (the newest pending sequence number) while waiting.
+
+    The mark is kept between waits, like pokes queue up on a socket: mail that came
+    while nobody waited is noticed by the next wait at once. The first wait, with no
+    mark yet, reports any pending mail (a spurious True is allowed).
+    """
+
+    def __init__(self, probe: Callable[[], Awaitable[int]], interval: float) -> None:
+        self._probe = probe
+        self._interval = interval
+        self._mark: int | None = None
+        self.closed = False
+
+    async def wait(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        while not self.closed:
+            current = await self._probe()
+            known, self._mark = self._mark, current
+            if current != known and (known is not None or current > 0):
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(self._interval, left))
+        return True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class WakeEndpoint:
@@ -211,6 +279,24 @@ class WakeDirectory:
             raise BackendUnavailable(
                 f"cannot create the wake-up directory {self.path}: {exc.strerror}"
             ) from exc
+
+    def probe(self) -> None:
+        """Bind a socket and poke it once; BackendUnavailable saying why when that fails.
+
+        A sandbox may allow the directory but refuse ``bind`` or ``sendto`` (EPERM):
+        better to know at connect and re-read than to wait on pokes that never come.
+        """
+        missing = sockets_usable()
+        if missing is not None:
+            raise BackendUnavailable(missing)
+        endpoint = self._bind(self.path / f"probe-{secrets.token_hex(4)}.sock")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+                sender.sendto(b"\x01", os.fsencode(endpoint.path))
+        except OSError as exc:
+            raise BackendUnavailable(f"cannot poke a wake-up socket: {exc.strerror}") from exc
+        finally:
+            endpoint.close()
 
     def peer_path(self, namespace: str, peer_id: str) -> Path:
         return self.path / _peer_name(namespace, peer_id)

@@ -1,4 +1,5 @@
-"""Doctor check on Redis: may the configured user run every command peers needs?
+"""Doctor checks on Redis: the server (version, persistence, eviction, mode) and whether
+the configured user may run every command peers needs.
 
 ACL rules can allow a command on some keys and channels and not on others, so
 instead of reading the rules this probes them: it runs each command the Redis
@@ -24,7 +25,7 @@ from peers import constants as c
 from peers.keys import RedisKeys
 from peers.models import Check, CheckStatus
 
-__all__ = ["permission_checks"]
+__all__ = ["permission_checks", "server_checks"]
 
 _NAME = "redis permissions"
 
@@ -32,7 +33,7 @@ _NAME = "redis permissions"
 async def permission_checks(client: Redis, keys: RedisKeys) -> list[Check]:
     """One check: every command the transport needs succeeds on this namespace's keys."""
     base = f"{keys.prefix}doctor:{secrets.token_hex(4)}:"
-    s, h, z, x, ch = (base + suffix for suffix in ("s", "h", "z", "x", "c"))
+    s, h, z, x, ch, st = (base + suffix for suffix in ("s", "h", "z", "x", "c", "t"))
     group = c.REDIS_GROUP
     denied: list[str] = []
     readonly = False
@@ -70,6 +71,11 @@ async def permission_checks(client: Redis, keys: RedisKeys) -> list[Check]:
         await probe("ZADD", lambda: run("ZADD", z, 1, "m"))
         await probe("ZRANGE", lambda: run("ZRANGE", z, 0, -1))
         await probe("ZREM", lambda: run("ZREM", z, "m"))
+        await probe("SADD", lambda: run("SADD", st, "m"))
+        await probe("SISMEMBER", lambda: run("SISMEMBER", st, "m"))
+        await probe("SMEMBERS", lambda: run("SMEMBERS", st))
+        await probe("SCARD", lambda: run("SCARD", st))
+        await probe("SREM", lambda: run("SREM", st, "m"))
         entry = await probe("XADD", lambda: run("XADD", x, "*", "f", "v"))
         await probe("XGROUP", lambda: run("XGROUP", "CREATE", x, group, "0", "MKSTREAM"))
         await probe(
@@ -91,7 +97,7 @@ async def permission_checks(client: Redis, keys: RedisKeys) -> list[Check]:
         await probe("EVAL", lambda: run("EVAL", script, 1, s))
         await probe("SUBSCRIBE", lambda: _subscribe(client, ch))
         await probe("INFO", lambda: run("INFO", "server"))
-        await probe("DEL", lambda: run("DEL", s, h, z, x))
+        await probe("DEL", lambda: run("DEL", s, h, z, x, st))
     except (RedisConnectionError, RedisTimeoutError) as exc:
         return [
             Check(
@@ -103,7 +109,7 @@ async def permission_checks(client: Redis, keys: RedisKeys) -> list[Check]:
         ]
     finally:
         with contextlib.suppress(RedisError, OSError):
-            await run("DEL", s, h, z, x)
+            await run("DEL", s, h, z, x, st)
 
     if readonly:
         return [
@@ -150,3 +156,43 @@ async def _subscribe(client: Redis, channel: str) -> None:
         await pubsub.unsubscribe(channel)
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def server_checks(facts: dict[str, str], url: str) -> list[Check]:
+    """Version, persistence, eviction policy and mode, from the server's INFO."""
+    version = facts["server_version"]
+    try:
+        major_minor = tuple(int(p) for p in version.split(".")[:2])
+    except ValueError:
+        major_minor = (0, 0)
+    aof = facts["aof"] == "on"
+    noeviction = facts["maxmemory_policy"] == "noeviction"
+    standalone = facts["mode"] == "standalone"
+    return [
+        Check(
+            name="redis server",
+            status=CheckStatus.OK if major_minor >= (6, 2) else CheckStatus.FAIL,
+            detail=f"Redis {version} at {url}",
+            fix="" if major_minor >= (6, 2) else "upgrade to Redis 7 (6.2 at least)",
+        ),
+        Check(
+            name="redis persistence",
+            status=CheckStatus.OK if aof else CheckStatus.WARN,
+            detail="AOF on" if aof else "AOF off: a restart may lose unread mail",
+            fix="" if aof else "run Redis with appendonly yes (deploy/redis/compose.yaml)",
+        ),
+        Check(
+            name="redis eviction policy",
+            status=CheckStatus.OK if noeviction else CheckStatus.FAIL,
+            detail=f"maxmemory-policy {facts['maxmemory_policy']}",
+            fix=""
+            if noeviction
+            else "set maxmemory-policy noeviction: eviction silently deletes mailboxes",
+        ),
+        Check(
+            name="redis mode",
+            status=CheckStatus.OK if standalone else CheckStatus.FAIL,
+            detail=facts["mode"],
+            fix="" if standalone else "point PEERS_URL at a standalone Redis",
+        ),
+    ]

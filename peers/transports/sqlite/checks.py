@@ -1,22 +1,24 @@
-"""Doctor checks on a SQLite database file that need no open transport.
+"""Doctor checks on a SQLite database: from outside the transport, and on its connection.
 
-They complement ``SQLiteTransport.diagnostics()`` (file modes, WAL, schema,
-integrity, doorbells) with what concerns the file from the outside: where it
-is, who may write it, what filesystem holds it, and whether some other
-process sits on the write lock.
+``file_checks`` looks at the file from the outside: where it is, who may write
+it, what filesystem holds it, and whether some other process sits on the write
+lock. ``connection_checks`` runs on the transport's own connection: file modes,
+WAL, schema, integrity and the wake-up directory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
 from pathlib import Path
 
 from peers.models import Check, CheckStatus
+from peers.transports.sqlite import schema
 
-__all__ = ["LOCK_PROBE_SECONDS", "file_checks"]
+__all__ = ["LOCK_PROBE_SECONDS", "connection_checks", "file_checks"]
 
 # How long the lock probe waits for the write lock before calling it contended.
 LOCK_PROBE_SECONDS = 2.0
@@ -157,3 +159,61 @@ def _lock_check(path: Path) -> Check:
             fix="look for a process that keeps long write transactions open (fuser on the file)",
         )
     return Check(name=name, status=CheckStatus.OK, detail=f"free (took {waited * 1000:.1f} ms)")
+
+
+def connection_checks(conn: sqlite3.Connection, path: Path, wake_dir: Path) -> list[Check]:
+    """What the open connection sees: file modes, WAL, schema version, integrity, doorbells."""
+    checks: list[Check] = []
+    loose = []
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            bits = os.stat(f"{path}{suffix}").st_mode & 0o777
+            if bits & 0o077:
+                loose.append(f"{path.name}{suffix} is {bits:o}")
+    checks.append(
+        Check(
+            name="sqlite file permissions",
+            status=CheckStatus.WARN if loose else CheckStatus.OK,
+            detail="; ".join(loose) or f"{path} is private (0600)",
+            fix=f"chmod 600 {path}*" if loose else "",
+        )
+    )
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+    checks.append(
+        Check(
+            name="sqlite journal mode",
+            status=CheckStatus.OK if mode == "wal" else CheckStatus.WARN,
+            detail=f"journal_mode={mode}",
+            fix="" if mode == "wal" else "keep the database on a local filesystem",
+        )
+    )
+    version = schema.schema_version(conn)
+    checks.append(
+        Check(
+            name="sqlite schema",
+            status=CheckStatus.OK if version == len(schema.MIGRATIONS) else CheckStatus.FAIL,
+            detail=f"schema version {version} (this peers: {len(schema.MIGRATIONS)})",
+            fix="" if version == len(schema.MIGRATIONS) else "upgrade peers",
+        )
+    )
+    # The full check (indexes against tables too); the store is small.
+    problems = [str(r[0]) for r in conn.execute("PRAGMA integrity_check(5)").fetchall()]
+    healthy = problems == ["ok"]
+    checks.append(
+        Check(
+            name="sqlite integrity",
+            status=CheckStatus.OK if healthy else CheckStatus.FAIL,
+            detail="integrity_check ok" if healthy else "; ".join(problems),
+            fix="" if healthy else f"move {path} away; peers starts a new one",
+        )
+    )
+    usable = os.access(wake_dir, os.W_OK | os.X_OK)
+    checks.append(
+        Check(
+            name="wake-up directory",
+            status=CheckStatus.OK if usable else CheckStatus.FAIL,
+            detail=str(wake_dir),
+            fix="" if usable else f"remove {wake_dir}; peers recreates it",
+        )
+    )
+    return checks
