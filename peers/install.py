@@ -45,6 +45,7 @@ from peers.hookconfig import (
     our_groups,
     plan_hooks,
 )
+from peers.redact import redact_text
 
 __all__ = [
     "CLIENTS",
@@ -255,10 +256,6 @@ def looks_like_peers(entry: Mapping[str, Any]) -> bool:
     )
 
 
-def _hide_passwords(text: str) -> str:
-    return re.sub(r"(rediss?://[^:/@\s\"]*:)[^@\s\"]+@", r"\1***@", text)
-
-
 def validate_server_name(name: str) -> str:
     if not SERVER_NAME_PATTERN.fullmatch(name):
         raise InvalidInput(f"invalid server name {name!r}: use 1-64 letters, digits, '-' and '_'")
@@ -312,7 +309,7 @@ class FileChange:
             tofile=f"{label} (after)",
         )
         text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-        return _hide_passwords(text)
+        return redact_text(text)
 
 
 @dataclass(frozen=True, slots=True)
