@@ -26,6 +26,9 @@ SAFETY_RECHECK: Final = 5.0
 FILES_REFRESH_INTERVAL: Final = 30.0
 
 FETCH_LIMIT: Final = 100
+# Pushed messages stay unread until shown, oldest first in the mailbox: a session's
+# fetch reaches past them to the new ones, up to this many messages in all.
+MAX_FETCH_WINDOW: Final = 2_000
 # Message bodies one tool result carries at most (the first message always whole); the
 # rest stay unread, and the result says how many wait.
 MAX_RESULT_MAIL_BYTES: Final = 64 * 1024

@@ -31,12 +31,11 @@ from peers.models import Message, Peer, PushState, Scope
 from peers.procinfo import ancestors
 from peers.service import PeersService, Sender
 from peers.session import Handout, Session
-from peers.tools import KILL_TOOL, TOOLS, check_args, tools_for
+from peers.tools import KILL_TOOL, check_args, tools_for
 from peers.views import iso, peer_json
 
 __all__ = [
     "CHANNEL_METHOD",
-    "MCP_TOOLS",
     "PeersServer",
     "channel_meta",
     "initial_push",
@@ -47,7 +46,6 @@ log = get_logger("peers.server")
 
 CHANNEL_METHOD = "notifications/claude/channel"
 
-MCP_TOOLS = [types.Tool.model_validate(tool) for tool in TOOLS]
 _CANCELLED_MEMORY = 1_000
 _LIVE_NAMES_SHOWN = 20
 

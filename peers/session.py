@@ -495,6 +495,10 @@ class Session:
                 return
             await anyio.sleep(0.05)
 
+    def _window(self) -> int:
+        """How many pending messages to fetch: past those pushed or reserved, to new ones."""
+        return min(c.FETCH_LIMIT + len(self._pushed) + len(self._reserved), c.MAX_FETCH_WINDOW)
+
     async def take_mail(self, since: int, budget: int = c.MAX_RESULT_MAIL_BYTES) -> Handout:
         """Unread mail for a result of a call of epoch ``since`` (:meth:`call_started`).
 
@@ -508,7 +512,8 @@ class Session:
         if self._pushed:
             await self._settle_pushes(since)
         async with self._mail_lock:
-            pending = await self.service.pending(peer.id)
+            window = self._window()
+            pending = await self.service.pending(peer.id, window)
             self._ack_again(pending)
             chosen: list[Message] = []
             unsure: set[str] = set()
@@ -532,7 +537,7 @@ class Session:
                 kept.append(message)
                 used += size
             more = len(chosen) - len(kept)
-            if len(pending) >= c.FETCH_LIMIT:
+            if len(pending) >= window:
                 more = max(more, 1)  # a full batch: more are behind it
             self._reserved.update(m.id for m in kept)
         return Handout(kept, frozenset(unsure & {m.id for m in kept}), more)
@@ -550,7 +555,8 @@ class Session:
             try:
                 pushed_now = 0
                 async with self._mail_lock:
-                    messages = await self.service.pending(peer.id, c.FETCH_LIMIT)
+                    window = self._window()
+                    messages = await self.service.pending(peer.id, window)
                     self._ack_again(messages)
                     for message in messages:
                         if self._stopping or self._push_off():
@@ -566,7 +572,7 @@ class Session:
                         self._pushed[message.id] = _Pushed(time.time(), self.results_written)
                         self._new_push.set()
                         pushed_now += 1
-                if len(messages) >= c.FETCH_LIMIT and pushed_now:
+                if len(messages) >= window and pushed_now:
                     continue
                 await self.service.wait_for_mail(peer.id, self.settings.safety_recheck)
             except PeersError as exc:
