@@ -79,7 +79,9 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
-    settings = load_settings(url=f"sqlite:///{tmp_path}/p.db", namespace="s", safety_recheck=0.2)
+    settings = load_settings(
+        url=f"sqlite:///{tmp_path}/p.db", namespace="s", safety_recheck=0.2, rate_limit=10_000
+    )
     async with create_transport(settings) as transport:
         service = PeersService(transport, settings)
         session = Session(service, settings)
@@ -269,3 +271,15 @@ async def test_a_failing_background_loop_is_restarted(rig: Rig) -> None:
     with anyio.fail_after(10):
         await rig.session.supervise("flaky", flaky, delay=0.01)
     assert runs == 3
+
+
+async def test_pushes_waiting_for_proof_do_not_starve_newer_messages(rig: Rig) -> None:
+    """Regression: with a full fetch of pushed, unconfirmed mail, newer mail was never pushed."""
+
+    async def body() -> None:
+        first = [await rig.send(f"early {i}") for i in range(105)]
+        await rig.pushed_all(*first)
+        late = await rig.send("late")
+        await rig.pushed_all(late)
+
+    await running(rig, body)
