@@ -35,7 +35,7 @@ from peers.log import configure_logging, get_logger
 from peers.models import Message, Peer, PushState
 from peers.server import CHANNEL_METHOD, PeersServer, channel_meta, initial_push
 from peers.service import PeersService
-from peers.session import Session
+from peers.session import PushCallback, Session
 from peers.stdio import event_loop_stdio
 from peers.tools import INSTRUCTIONS
 from peers.transports import check_scheme, create_transport
@@ -105,7 +105,7 @@ async def run_server(settings: Settings) -> None:
     )
     initial_ppid = os.getppid()
 
-    def pusher(conn: Connection, writer: TrackedWriter) -> Callable[[Message, Peer | None], Awaitable[None]]:
+    def pusher(conn: Connection, writer: TrackedWriter) -> PushCallback:
         async def deliver(message: Message, sender: Peer | None) -> None:
             before = writer.channel_sent
             await conn.notify(

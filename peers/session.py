@@ -50,7 +50,14 @@ from peers.procinfo import ancestors, process_start_time
 from peers.service import PeersService
 from peers.transcript import Transcript
 
-__all__ = ["Handout", "Session", "SessionContext", "default_summary", "detect_tty"]
+__all__ = [
+    "Handout",
+    "PushCallback",
+    "Session",
+    "SessionContext",
+    "default_summary",
+    "detect_tty",
+]
 
 log = get_logger("peers.session")
 
@@ -398,9 +405,15 @@ class Session:
         while len(self._shown) > _SHOWN_MEMORY:
             self._shown.popitem(last=False)
 
-    def _ack_again(self, pending: list[Message]) -> None:
+    def _ack_again(self, pending: list[Message], window: int) -> None:
         """Shown messages still pending (their ack failed): acknowledge them again."""
         self._mark_shown([m.id for m in pending if m.id in self._shown])
+        if len(pending) < window:
+            # That was all the unread mail: a push no longer in it (expired, or moved
+            # to the session that took this name) waits for no proof any more.
+            unread = {m.id for m in pending}
+            for message_id in [i for i in self._pushed if i not in unread]:
+                del self._pushed[message_id]
 
     async def ack_loop(self) -> None:
         """Acknowledge, in batches, what the model was shown."""
@@ -514,7 +527,7 @@ class Session:
         async with self._mail_lock:
             window = self._window()
             pending = await self.service.pending(peer.id, window)
-            self._ack_again(pending)
+            self._ack_again(pending, window)
             chosen: list[Message] = []
             unsure: set[str] = set()
             for message in pending:
@@ -557,7 +570,7 @@ class Session:
                 async with self._mail_lock:
                     window = self._window()
                     messages = await self.service.pending(peer.id, window)
-                    self._ack_again(messages)
+                    self._ack_again(messages, window)
                     for message in messages:
                         if self._stopping or self._push_off():
                             return
