@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     host: str = Field(default_factory=socket.gethostname)
     client: str | None = None
     push: PushMode = PushMode.AUTO
+    # kill_peer in `peers serve`: off unless the user turns it on, so that no message
+    # from another agent can talk a model into ending sessions (`peers kill` stays).
+    allow_kill: bool = False
     # The key under which the client registered this MCP server (the channel flag names it).
     server_name: str = c.SERVER_NAME
 
@@ -91,6 +94,8 @@ class Settings(BaseSettings):
             return None
         if not c.NAME_PATTERN.fullmatch(value):
             raise ValueError(f"PEERS_NAME must be {c.NAME_RULE}")
+        if value.startswith(c.RESERVED_NAME_PREFIX):
+            raise ValueError(f"PEERS_NAME {value!r} is not allowed: {c.RESERVED_NAME_RULE}")
         return value
 
     @property

@@ -6,7 +6,11 @@ import re
 from typing import Final
 
 NAME_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# Ids of command-line senders start with this; no session may take a name that does,
+# so that such a from_id always means "typed on the command line, cannot be answered".
+RESERVED_NAME_PREFIX: Final = "cli-"
 NAME_RULE: Final = "1-64 characters: lowercase letters, digits, '-' and '_', starting with a letter or digit"
+RESERVED_NAME_RULE: Final = "names starting with 'cli-' are reserved for command-line senders"
 
 DEFAULT_NAMESPACE: Final = "default"
 MAX_MESSAGE_BYTES: Final = 32 * 1024
@@ -44,6 +48,32 @@ GC_PAGE: Final = 500
 # SQLite wake-ups where Unix datagram sockets are missing or refused (PEERS_WAKEUP=poll
 # forces it): a waiting peer re-reads its mailbox this often.
 WAKEUP_POLL_INTERVAL: Final = 0.25
+
+# Pushed messages stay unread until shown, oldest first in the mailbox: a session's
+# fetch reaches past them to the new ones, up to this many messages in all.
+MAX_FETCH_WINDOW: Final = 2_000
+# Message bodies one tool result carries at most (the first message always whole); the
+# rest stay unread, and the result says how many wait.
+MAX_RESULT_MAIL_BYTES: Final = 64 * 1024
+
+# Delivery proof through Claude Code's session transcript (see peers/transcript.py).
+# While pushed messages wait for proof, the transcript is read this often.
+TRANSCRIPT_POLL: Final = 0.25
+# A transcript written this long after a push, with no record of it, proves the
+# channel dropped it (Claude Code writes the transcript every ~100 ms).
+PUSH_DROP_MARGIN: Final = 1.5
+# A tool call waits at most this long for the transcript to catch up on a push
+# before it carries the message itself.
+TRANSCRIPT_GRACE: Final = 0.3
+
+# An identical send_message from the same session to the same peer within this many
+# seconds is a retry (the first call was cancelled or timed out after it landed):
+# it returns the first result, marked as a repeat, instead of sending a second copy.
+SEND_REPEAT_WINDOW: Final = 60.0
+# A background loop of a session that failed unexpectedly restarts after this long
+# (doubling up to the cap while it keeps failing).
+LOOP_RESTART_DELAY: Final = 0.5
+LOOP_RESTART_CAP: Final = 30.0
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 SQLITE_SCHEMA_VERSION: Final = 3
 

@@ -24,7 +24,18 @@ __all__ = [
 
 
 class PeersError(Exception):
-    """Base of every error peers raises on purpose."""
+    """Base of every error peers raises on purpose.
+
+    ``hint`` says what to do about it and ``allowed`` lists the values that would
+    have been accepted (both optional): a tool result shows them to the model.
+    """
+
+    def __init__(
+        self, *args: object, hint: str | None = None, allowed: list[str] | None = None
+    ) -> None:
+        super().__init__(*args)
+        self.hint = hint
+        self.allowed = allowed
 
 
 class ConfigError(PeersError):
@@ -51,7 +62,9 @@ class AmbiguousTarget(PeersError):
         self.candidates = candidates
         super().__init__(
             f"'{target}' matches {len(candidates)} peers: {', '.join(candidates)}; "
-            "use a longer prefix, the full id or the exact name"
+            "use a longer prefix, the full id or the exact name",
+            hint="use the full id or the exact name of one of them",
+            allowed=candidates,
         )
 
 

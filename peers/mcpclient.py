@@ -4,18 +4,31 @@ It speaks like Claude Code or Codex would: refused ``server/discover`` first if
 asked, then ``initialize`` with a chosen client name, revision and capabilities,
 and it records ``notifications/claude/channel`` in wire order (the SDK drops
 notifications it does not know, so the read stream is tapped before it).
+
+With ``transcript`` it also writes a Claude Code session transcript where the
+server looks for it (``CLAUDE_CODE_SESSION_ID``, ``CLAUDE_CONFIG_DIR``, the
+project directory), in the format described in :mod:`peers.transcript`: each
+tool call as a tool use and a tool result, and, when ``transcript="shows"``,
+each channel message as received and shown to the model (a working channel).
+With ``transcript="drops"`` channel messages leave no record, like a session
+whose channel gate is off.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import anyio
 import mcp_types as types
@@ -23,7 +36,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.shared.message import SessionMessage
 
-__all__ = ["Channel", "PeerClient", "serve_command"]
+from peers.transcript import transcript_path
+
+__all__ = ["Channel", "PeerClient", "channel_text", "serve_command"]
 
 CHANNEL_METHOD = "notifications/claude/channel"
 
@@ -40,6 +55,17 @@ class Channel:
     received_at: float = field(default_factory=time.time)
 
 
+def channel_text(server: str, content: str, meta: dict[str, str]) -> str:
+    """A channel message as Claude Code 2.1.328 puts it before the model."""
+    attrs = "".join(f' {k}="{html.escape(v, quote=True)}"' for k, v in meta.items())
+    body = content.replace("<channel", "<\\channel").replace("</channel", "<\\/channel")
+    return f'<channel source="{html.escape(server)}"{attrs}>\n{body}\n</channel>'
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class PeerClient:
     """One agent session: a ``peers serve`` subprocess and an MCP client session."""
 
@@ -53,8 +79,14 @@ class PeerClient:
         cwd: str | None = None,
         discover_first: bool = False,
         errlog: Any = None,
+        transcript: Literal["shows", "drops"] | None = None,
     ) -> None:
         self.env = {**os.environ, **(env or {})}
+        self.transcript_mode = transcript
+        self.transcript: Path | None = None
+        if transcript is not None:
+            self.env.setdefault("CLAUDE_CODE_SESSION_ID", str(uuid.uuid4()))
+            self.transcript = transcript_path(self.env, cwd or os.getcwd())
         self.client_name = client_name
         self.channel = channel
         self.protocol_version = protocol_version
@@ -129,6 +161,8 @@ class PeerClient:
                     if isinstance(msg, types.JSONRPCNotification) and msg.method == CHANNEL_METHOD:
                         params = msg.params or {}
                         chan = Channel(str(params.get("content", "")), dict(params.get("meta") or {}))
+                        if self.transcript_mode == "shows":
+                            self._show_channel(chan)
                         self.channels.append(chan)
                         self._chan_send.send_nowait(chan)
                         continue
@@ -141,7 +175,45 @@ class PeerClient:
         return self._session
 
     async def call(self, tool: str, **arguments: Any) -> types.CallToolResult:
-        return await self.session.call_tool(tool, arguments)
+        if self.transcript is None:
+            return await self.session.call_tool(tool, arguments)
+        use_id = f"toolu_{uuid.uuid4().hex}"
+        self.write_record(
+            {"type": "assistant", "message": {"role": "assistant", "content": [
+                {"type": "tool_use", "id": use_id, "name": f"mcp__peers__{tool}",
+                 "input": arguments}]}}
+        )  # fmt: skip
+        result = await self.session.call_tool(tool, arguments)
+        text = "".join(c.text for c in result.content if isinstance(c, types.TextContent))
+        self.write_record(
+            {"type": "user", "message": {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": use_id,
+                 "content": [{"type": "text", "text": text}]}]}}
+        )  # fmt: skip
+        return result
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Append one record to this session's transcript (as Claude Code would)."""
+        if self.transcript is None:
+            raise RuntimeError("this client keeps no transcript")
+        full = {
+            "uuid": str(uuid.uuid4()),
+            "timestamp": _now_iso(),
+            "sessionId": self.env["CLAUDE_CODE_SESSION_ID"],
+            **record,
+        }
+        self.transcript.parent.mkdir(parents=True, exist_ok=True)
+        with self.transcript.open("a") as fh:
+            fh.write(json.dumps(full) + "\n")
+
+    def _show_channel(self, chan: Channel) -> None:
+        server = self.env.get("PEERS_SERVER_NAME", "peers")
+        text = channel_text(server, chan.content, chan.meta)
+        self.write_record({"type": "queue-operation", "operation": "enqueue", "content": text})
+        self.write_record(
+            {"type": "user", "message": {"role": "user", "content": text}, "isMeta": True,
+             "origin": {"kind": "channel", "server": server}, "promptSource": "system"}
+        )  # fmt: skip
 
     async def call_ok(self, tool: str, **arguments: Any) -> dict[str, Any]:
         """Call a tool and return its structured content, raising if it reported an error."""

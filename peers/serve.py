@@ -15,8 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, cast
 
 import anyio
 import mcp_types as types
@@ -24,10 +23,8 @@ from mcp.server import Server, ServerRequestContext
 from mcp.server.connection import Connection
 from mcp.server.runner import serve_connection
 from mcp.server.stdio import stdio_server
-from mcp.shared._stream_protocols import WriteStream
 from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
-from mcp.shared.message import SessionMessage
 
 from peers import __version__
 from peers import constants as c
@@ -35,13 +32,14 @@ from peers.clients import client_kind
 from peers.config import Settings, load_settings
 from peers.errors import PeersError
 from peers.log import configure_logging, get_logger
-from peers.models import Message, Peer, ReceiveMode
-from peers.server import CHANNEL_METHOD, PeersServer, channel_meta, receive_mode
+from peers.models import Message, Peer, PushState
+from peers.server import CHANNEL_METHOD, PeersServer, channel_meta, initial_push
 from peers.service import PeersService
-from peers.session import Session
+from peers.session import PushCallback, Session
 from peers.stdio import event_loop_stdio
 from peers.tools import INSTRUCTIONS
 from peers.transports import check_scheme, create_transport
+from peers.wiretap import CancelTap, StdoutTap, TrackedWriter
 
 __all__ = ["DeliveryFailed", "TrackedWriter", "run_serve", "run_server", "serve"]
 
@@ -86,39 +84,6 @@ async def _watch_signals() -> None:
             return
 
 
-class TrackedWriter:
-    """The stdout stream, counting the channel notifications it really took.
-
-    ``Connection.notify`` never raises: on a closed stream it drops the message.
-    A push is acked only when this count shows the notification went out.
-    """
-
-    def __init__(self, inner: WriteStream[SessionMessage]) -> None:
-        self.inner = inner
-        self.channel_sent = 0
-
-    async def send(self, item: SessionMessage, /) -> None:
-        await self.inner.send(item)
-        msg = item.message
-        if isinstance(msg, types.JSONRPCNotification) and msg.method == CHANNEL_METHOD:
-            self.channel_sent += 1
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        return await self.inner.__aexit__(exc_type, exc_val, exc_tb)
-
-
 class DeliveryFailed(PeersError):
     """A push could not be written (the client's pipe is closed); the message stays pending."""
 
@@ -140,7 +105,7 @@ async def run_server(settings: Settings) -> None:
     )
     initial_ppid = os.getppid()
 
-    async def push(conn: Connection, writer: TrackedWriter) -> None:
+    def pusher(conn: Connection, writer: TrackedWriter) -> PushCallback:
         async def deliver(message: Message, sender: Peer | None) -> None:
             before = writer.channel_sent
             await conn.notify(
@@ -150,7 +115,7 @@ async def run_server(settings: Settings) -> None:
                 raise DeliveryFailed(f"could not write message {message.id}; it stays pending")
             log.debug("pushed", message_id=message.id)
 
-        await handlers.session.push_loop(deliver)
+        return deliver
 
     async def start(conn: Connection, writer: TrackedWriter, tg: anyio.abc.TaskGroup) -> None:
         # The client's name and capabilities arrive with initialize.
@@ -159,7 +124,7 @@ async def run_server(settings: Settings) -> None:
         if params is None:
             raise RuntimeError("initialized without initialize")
         kind = settings.client or client_kind(params.client_info.name)
-        mode = receive_mode(settings, params.capabilities)
+        push = initial_push(settings, params.capabilities)
         try:
             transport = create_transport(settings)
         except PeersError as exc:
@@ -169,11 +134,8 @@ async def run_server(settings: Settings) -> None:
             return
         session = Session(PeersService(transport, settings), settings)
         handlers.attach(session)
-        await session.build_context(kind, mode)
-        tg.start_soon(session.keep_alive)
-        tg.start_soon(session.refresh_files)
-        if mode is ReceiveMode.PUSH:
-            tg.start_soon(push, conn, writer)
+        await session.build_context(kind, push)
+        session.start(tg, pusher(conn, writer) if push is not PushState.OFF else None)
 
     async def shutdown() -> None:
         session = handlers._session
@@ -186,14 +148,28 @@ async def run_server(settings: Settings) -> None:
 
     async with (
         event_loop_stdio() as streams,
-        stdio_server(*(cast(Any, s) for s in streams or (None, None))) as (
-            read_stream,
-            write_stream,
-        ),
+        stdio_server(
+            *(
+                cast(Any, s)
+                for s in (
+                    (streams[0], StdoutTap(streams[1], handlers.response_written))
+                    if streams
+                    else (None, None)
+                )
+            )
+        ) as (read_stream, write_stream),
     ):
-        writer = TrackedWriter(write_stream)
+        # With the SDK's own stdio threads (stdio not two pipes) no tap sees the real
+        # write: a response counts as written once the SDK's writer took it.
+        writer = TrackedWriter(
+            write_stream,
+            started=handlers.response_write_started,
+            written=None if streams else handlers.response_written,
+        )
         dispatcher = JSONRPCDispatcher(
-            read_stream, writer, inline_methods=frozenset({"initialize"})
+            CancelTap(read_stream, handlers.request_cancelled),
+            writer,
+            inline_methods=frozenset({"initialize"}),
         )
         conn = Connection.for_loop(dispatcher)
         try:

@@ -2,36 +2,60 @@
 
 A thin face over :class:`peers.service.PeersService` and :class:`peers.session.Session`:
 each handler checks its arguments (:mod:`peers.tools`), calls the service, and
-renders the result as text and as ``structuredContent``. The wire, the handshake
-and the process's lifecycle are in :mod:`peers.serve`.
+renders the result twice, as ``structuredContent`` (all that Claude Code and
+Codex show their model) and as text (all that Gemini CLI shows), each complete
+on its own (:mod:`peers.mailview`). Unread mail rides along with every result,
+and is acknowledged only once that result was written to the client
+(:meth:`PeersServer.response_written`). The wire, the handshake and the process's
+lifecycle are in :mod:`peers.serve`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
 import mcp_types as types
 from mcp.server import ServerRequestContext
 
-from peers.clients import session_loads_channel
+from peers.clients import loads_channel
 from peers.config import PushMode, Settings
-from peers.errors import BackendError, PeersError
+from peers.errors import BackendError, PeerNotFound, PeersError
 from peers.log import get_logger
-from peers.models import Message, Peer, ReceiveMode
+from peers.mailview import error_block, error_text, mail_block, mail_item, mail_text
+from peers.models import Message, Peer, PushState, Scope
+from peers.procinfo import ancestors
 from peers.service import PeersService, Sender
-from peers.session import Session
-from peers.tools import TOOLS, check_args
-from peers.views import iso, message_json, peer_json
+from peers.session import Handout, Session
+from peers.tools import KILL_TOOL, check_args, tools_for
+from peers.views import iso, peer_json
 
-__all__ = ["CHANNEL_METHOD", "MCP_TOOLS", "PeersServer", "channel_meta", "receive_mode"]
+__all__ = [
+    "CHANNEL_METHOD",
+    "PeersServer",
+    "channel_meta",
+    "initial_push",
+    "print_mode",
+]
 
 log = get_logger("peers.server")
 
 CHANNEL_METHOD = "notifications/claude/channel"
 
-MCP_TOOLS = [types.Tool.model_validate(tool) for tool in TOOLS]
+_CANCELLED_MEMORY = 1_000
+_LIVE_NAMES_SHOWN = 20
+
+RequestId = str | int
+Handler = Callable[[dict[str, Any]], Awaitable[tuple[str, dict[str, Any]]]]
+
+
+def _kind(exc: BaseException) -> str:
+    """An error's kind for the model: ``PeerNotFound`` -> ``peer_not_found``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
 
 
 def _peer_view(peer: Peer) -> dict[str, Any]:
@@ -41,15 +65,18 @@ def _peer_view(peer: Peer) -> dict[str, Any]:
 
 
 def channel_meta(message: Message, sender: Peer | None) -> dict[str, str]:
-    """The ``meta`` of a channel notification: string values, keys of letters, digits and _."""
+    """The ``meta`` of a channel notification: string values, keys of letters, digits and _.
+
+    ``message_id`` comes first: the transcript reader looks for it in the tag's attributes.
+    """
     meta = {
+        "message_id": message.id,
         "from_id": message.sender_id,
         "from_name": message.sender_name or "",
         "from_summary": sender.summary if sender else "",
         "from_cwd": sender.cwd if sender else "",
-        "message_id": message.id,
         "reply_to": message.reply_to or "",
-        "sent_at": iso(message.sent_at),
+        "sent_at": iso(message.sent_at) or "",
         "sender_kind": "cli (unverified)" if message.sender_kind.value == "cli" else "peer",
     }
     if message.broadcast:
@@ -57,17 +84,12 @@ def channel_meta(message: Message, sender: Peer | None) -> dict[str, str]:
     return {k: v for k, v in meta.items() if v}
 
 
-def format_messages(messages: list[Message]) -> str:
-    count = len(messages)
-    lines = [f"{count} new message{'s' if count != 1 else ''}:"]
-    for m in messages:
-        who = f"{m.sender_name} ({m.sender_id})" if m.sender_name else m.sender_id
-        extra = f", reply_to {m.reply_to}" if m.reply_to else ""
-        kind = " [command line, unverified]" if m.sender_kind.value == "cli" else ""
-        bcast = " [broadcast]" if m.broadcast else ""
-        lines.append(f"--- message {m.id} from {who}{kind}{bcast} at {iso(m.sent_at)}{extra}")
-        lines.append(m.body)
-    return "\n".join(lines)
+def _push_words(peer: Peer) -> str:
+    if peer.push is PushState.CONFIRMED:
+        return "push confirmed"
+    if peer.push is PushState.UNCONFIRMED:
+        return "push unconfirmed"
+    return "poll"
 
 
 def _format_peers(peers: list[Peer], scope: str) -> str:
@@ -79,7 +101,7 @@ def _format_peers(peers: list[Peer], scope: str) -> str:
         branch = f" @ {p.branch}" if p.branch else ""
         files = f"; files: {', '.join(p.files[:8])}" if p.files else ""
         lines.append(
-            f"- {p.label} [{p.client}, {p.receive_mode.value}] {where}{branch}: "
+            f"- {p.label} [{p.client}, {_push_words(p)}] {where}{branch}: "
             f"{p.summary or '(no summary)'}{files}"
         )
     return "\n".join(lines)
@@ -91,6 +113,40 @@ def _result(text: str, structured: dict[str, Any], error: bool = False) -> types
     )
 
 
+def _error(
+    tool: str,
+    kind: str,
+    message: str,
+    *,
+    hint: str | None = None,
+    allowed: Sequence[str] | None = None,
+) -> types.CallToolResult:
+    block = error_block(kind, message, hint=hint, allowed=allowed)
+    return _result(error_text(tool, block), block, error=True)
+
+
+def print_mode(argv: Sequence[str]) -> bool:
+    """True if a Claude Code command line runs in print mode (``-p``), which ignores channels."""
+    return any(arg in ("-p", "--print") or arg.startswith("--print=") for arg in argv[1:])
+
+
+def initial_push(settings: Settings, client_caps: types.ClientCapabilities | None) -> PushState:
+    """The push state a session starts with: unconfirmed where a channel may work, else off."""
+    if settings.push is PushMode.OFF:
+        return PushState.OFF
+    if settings.push is PushMode.CHANNEL:
+        return PushState.UNCONFIRMED
+    advertised = bool(
+        client_caps and client_caps.experimental and "claude/channel" in client_caps.experimental
+    )
+    agent = next(
+        (a for a in ancestors(os.getpid()) if loads_channel(a.argv, settings.server_name)), None
+    )
+    if agent is not None and print_mode(agent.argv):
+        return PushState.OFF  # `claude -p` ignores the channel flag (CLIENTS.md)
+    return PushState.UNCONFIRMED if agent is not None or advertised else PushState.OFF
+
+
 class PeersServer:
     """The MCP tool handlers of one session."""
 
@@ -100,9 +156,8 @@ class PeersServer:
         self._session: Session | None = None
         self.attached = anyio.Event()
         self.startup_error: str | None = None
-        self._handlers: dict[
-            str, Callable[[dict[str, Any]], Awaitable[tuple[str, dict[str, Any]]]]
-        ] = {
+        self.tools = [types.Tool.model_validate(tool) for tool in tools_for(settings.allow_kill)]
+        self._handlers: dict[str, Handler] = {
             "list_peers": self._list_peers,
             "send_message": self._send_message,
             "broadcast_message": self._broadcast,
@@ -110,8 +165,14 @@ class PeersServer:
             "check_messages": self._check_messages,
             "whoami": self._whoami,
             "set_name": self._set_name,
-            "kill_peer": self._kill_peer,
         }
+        if settings.allow_kill:
+            self._handlers[KILL_TOOL] = self._kill_peer
+        # Tool calls not yet answered on the wire, with the mail their result carries, by
+        # request id as text (a client may cancel 7 as "7"; the SDK treats them as one).
+        self._calls: dict[str, Handout] = {}
+        self._writing: set[str] = set()
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
 
     def attach(self, session: Session) -> None:
         self._session = session
@@ -127,23 +188,79 @@ class PeersServer:
     def service(self) -> PeersService:
         return self.session.service
 
+    # -- the wire's reports (peers.serve calls these) ------------------------------
+
+    def response_write_started(self, request_id: RequestId) -> None:
+        key = str(request_id)
+        if key in self._calls:
+            self._writing.add(key)
+
+    def response_written(self, request_id: RequestId) -> None:
+        """The response to ``request_id`` reached the client's pipe: its mail was shown."""
+        key = str(request_id)
+        handout = self._calls.pop(key, None)
+        if handout is None:
+            return
+        self._writing.discard(key)
+        if self._session is not None:
+            self._session.result_written(handout)
+
+    def request_cancelled(self, request_id: RequestId) -> None:
+        """The client cancelled ``request_id``: a result not being written never will be."""
+        key = str(request_id)
+        self._cancelled[key] = None
+        while len(self._cancelled) > _CANCELLED_MEMORY:
+            self._cancelled.popitem(last=False)
+        if key in self._calls and key not in self._writing:
+            handout = self._calls.pop(key)
+            if self._session is not None:
+                self._session.release(handout)
+
+    # -- MCP handlers ------------------------------------------------------------
+
     async def list_tools(
         self, ctx: ServerRequestContext, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=MCP_TOOLS)
+        return types.ListToolsResult(tools=self.tools)
 
     async def call_tool(
         self, ctx: ServerRequestContext, params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        handler = self._handlers.get(params.name)
+        # A push written from here on may be shown by the channel after this result.
+        since = self._session.call_started() if self._session is not None else 0
+        result, handout = await self._call(params.name, dict(params.arguments or {}), since)
+        # No await from here to the dispatcher's write: see request_cancelled().
+        request_id = ctx.request_id
+        if request_id is None:
+            # Not over JSON-RPC (no id to follow the response by): shown once built.
+            if self._session is not None:
+                self._session.result_written(handout)
+        elif str(request_id) in self._cancelled:
+            if self._session is not None:
+                self._session.release(handout)
+        else:
+            # Every tool result counts (see Session.call_started), with mail or without.
+            self._calls[str(request_id)] = handout
+        return result
+
+    async def _call(
+        self, name: str, args: dict[str, Any], since: int
+    ) -> tuple[types.CallToolResult, Handout]:
+        handler = self._handlers.get(name)
         if handler is None:
-            return _result(
-                f"unknown tool '{params.name}'; tools: {', '.join(self._handlers)}",
-                {"error": "unknown_tool"},
-                error=True,
-            )
+            if name == KILL_TOOL:
+                return _error(
+                    name,
+                    "kill_disabled",
+                    "kill_peer is turned off in this peers server",
+                    hint="the user can end a session with `peers kill NAME` in a terminal, or "
+                    "turn the tool on with PEERS_ALLOW_KILL=true in this server's environment",
+                ), Handout()
+            return _error(
+                name, "unknown_tool", f"unknown tool '{name}'", allowed=list(self._handlers)
+            ), Handout()
         try:
-            args = check_args(params.name, params.arguments or {})
+            checked = check_args(name, args)
             if self._session is None and self.startup_error is None:
                 with anyio.move_on_after(15):
                     await self.attached.wait()
@@ -153,36 +270,87 @@ class PeersServer:
                     await self.session.registered.wait()
                 if not self.session.registered.is_set():
                     why = self.session.backend_error or "registration is still running"
-                    return _result(
-                        f"peers is not connected yet ({why}); it keeps retrying by itself",
-                        {"error": "unavailable"},
-                        True,
-                    )
-            text, structured = await handler(args)
+                    return _error(
+                        name,
+                        "unavailable",
+                        f"peers is not connected yet ({why})",
+                        hint="it keeps retrying by itself; call again in a few seconds",
+                    ), Handout()
+            text, structured = await handler(checked.args)
         except PeersError as exc:
-            return _result(f"{params.name} failed: {exc}", {"error": type(exc).__name__}, True)
+            return await self._failed(name, exc), Handout()
         except Exception as exc:  # never let one bad call take the server down
-            log.exception("tool failed", tool=params.name)
-            return _result(f"{params.name} failed unexpectedly: {exc}", {"error": "internal"}, True)
-        if params.name != "check_messages" and self._polls():
-            text, structured = await self._attach_mail(text, structured)
-        return _result(text, structured)
+            log.exception("tool failed", tool=name)
+            return _error(
+                name,
+                "internal",
+                f"{name} failed unexpectedly: {exc}",
+                hint="this is a bug in peers; the server keeps serving, try again",
+            ), Handout()
+        if checked.ignored:
+            structured["ignored_arguments"] = list(checked.ignored)
+            text += f"\n(ignored unknown argument(s): {', '.join(checked.ignored)})"
+        return await self._with_mail(name, since, text, structured)
 
-    def _polls(self) -> bool:
-        peer = self._session.peer if self._session is not None else None
-        return peer is not None and peer.receive_mode is ReceiveMode.POLL
-
-    async def _attach_mail(
-        self, text: str, structured: dict[str, Any]
-    ) -> tuple[str, dict[str, Any]]:
+    async def _with_mail(
+        self, name: str, since: int, text: str, structured: dict[str, Any]
+    ) -> tuple[types.CallToolResult, Handout]:
+        """The result with the unread mail it carries (reserved until it is written)."""
         try:
-            async with self.session.mail_for_result() as mail:
-                if mail:
-                    structured = {**structured, "new_messages": [message_json(m) for m in mail]}
-                    text = f"{text}\n\n{format_messages(mail)}"
+            handout = await self.session.take_mail(since)
         except PeersError as exc:
-            log.warning("could not attach mail", error=str(exc))
-        return text, structured
+            log.warning("could not read mail for a result", error=str(exc))
+            if name == "check_messages":
+                return await self._failed(name, exc), Handout()
+            return _result(text, structured), Handout()
+        try:
+            block = mail_block(await self._mail_items(handout), handout.more_waiting)
+            if name == "check_messages":
+                text, structured = mail_text(block), block
+            elif handout:
+                structured = {**structured, "new_mail": block}
+                text = f"{text}\n\n{mail_text(block)}"
+            return _result(text, structured), handout
+        except BaseException:
+            self.session.release(handout)
+            raise
+
+    async def _mail_items(self, handout: Handout) -> list[dict[str, Any]]:
+        items = []
+        for message in handout.messages:
+            sender = await self.session.sender_of(message)
+            items.append(
+                mail_item(
+                    message_id=message.id,
+                    from_id=message.sender_id,
+                    from_name=message.sender_name,
+                    sender_kind=message.sender_kind.value,
+                    sent_at=iso(message.sent_at),
+                    body=message.body,
+                    reply_to=message.reply_to,
+                    broadcast=message.broadcast,
+                    from_summary=sender.summary if sender else None,
+                    from_cwd=sender.cwd if sender else None,
+                    also_pushed=message.id in handout.also_pushed,
+                )
+            )
+        return items
+
+    async def _failed(self, tool: str, exc: PeersError) -> types.CallToolResult:
+        allowed = exc.allowed
+        if isinstance(exc, PeerNotFound) and allowed is None and self._session is not None:
+            allowed = await self._live_labels()
+        return _error(tool, _kind(exc), str(exc), hint=exc.hint, allowed=allowed)
+
+    async def _live_labels(self) -> list[str] | None:
+        """The live peers one could have meant, for an unknown recipient's error."""
+        try:
+            me = self.session.peer
+            peers = await self.service.list_peers(Scope.ALL, me)
+        except PeersError:
+            return None
+        labels = [p.name or p.id for p in peers][:_LIVE_NAMES_SHOWN]
+        return labels or ["(no other session is live)"]
 
     # -- tools -------------------------------------------------------------------
 
@@ -191,6 +359,7 @@ class PeersServer:
         peers = await self.service.list_peers(scope, self.session.require_peer())
         return _format_peers(peers, scope), {
             "scope": scope,
+            "count": len(peers),
             "peers": [_peer_view(p) for p in peers],
         }
 
@@ -204,6 +373,10 @@ class PeersServer:
             "to_id": result.recipient.id,
             "to_name": result.recipient.name,
             "delivery": result.delivery,
+            "recipient_push": result.recipient.push.value,
+            "how": result.how,
+            "repeat": result.repeat,
+            "note": result.summary,
         }
 
     async def _broadcast(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -225,7 +398,7 @@ class PeersServer:
                 f"sent to {len(sent)} peer{'s' if len(sent) != 1 else ''} in scope '{result.scope.value}': "
                 + ", ".join(r.recipient.label for r in result.results)
             )
-        return text, {"scope": result.scope.value, "sent": sent}
+        return text, {"scope": result.scope.value, "count": len(sent), "sent": sent, "note": text}
 
     async def _set_summary(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         peer = await self.session.set_summary(args["summary"])
@@ -237,22 +410,26 @@ class PeersServer:
 
     async def _check_messages(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self.session.require_peer()
-        async with self.session.mail_for_result() as mail:
-            text = format_messages(mail) if mail else "No new messages."
-            return text, {"messages": [message_json(m) for m in mail]}
+        return "", {}  # the mail itself is added by _with_mail, like for every tool
 
     async def _whoami(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         me = self.session.require_peer()
+        how = {
+            PushState.CONFIRMED: "by push (<channel> notifications), confirmed: your session's "
+            "transcript shows them reaching you",
+            PushState.UNCONFIRMED: "by push (<channel> notifications), not confirmed yet: a "
+            "pushed message stays unread until it is shown to you, and comes with your next "
+            "peers tool call if the channel does not show it",
+            PushState.OFF: "with your peers tool calls (check_messages, or attached to any "
+            "result); push is off",
+        }[self.session.push_state]
         view = _peer_view(me) | {
+            "push": self.session.push_state.value,
             "git_common_dir": me.git_common_dir,
             "wanted_name": self.session.wanted_name,
             "backend": self.service.transport.capabilities.name,
+            "receives": how,
         }
-        how = (
-            "by push (<channel> notifications)"
-            if me.receive_mode is ReceiveMode.PUSH
-            else "by poll (check_messages, or attached to tool results)"
-        )
         name = f"'{me.name}' " if me.name else ""
         text = (
             f"You are {name}{me.id} on {me.host} in {me.cwd}"
@@ -265,17 +442,9 @@ class PeersServer:
         me = self.session.require_peer()
         result = await self.service.kill_peer(args["peer_id"], requester=me)
         text = f"sent {result.signal} to {result.peer.label}'s agent (pid {result.pid}: {result.command})"
-        return text, {"peer_id": result.peer.id, "pid": result.pid, "signal": result.signal}
-
-
-def receive_mode(settings: Settings, client_caps: types.ClientCapabilities | None) -> ReceiveMode:
-    if settings.push is PushMode.OFF:
-        return ReceiveMode.POLL
-    if settings.push is PushMode.CHANNEL:
-        return ReceiveMode.PUSH
-    advertised = bool(
-        client_caps and client_caps.experimental and "claude/channel" in client_caps.experimental
-    )
-    if advertised or session_loads_channel(settings.server_name):
-        return ReceiveMode.PUSH
-    return ReceiveMode.POLL
+        return text, {
+            "peer_id": result.peer.id,
+            "pid": result.pid,
+            "signal": result.signal,
+            "note": text,
+        }

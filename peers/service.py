@@ -11,13 +11,15 @@ import asyncio
 import os
 import signal
 import time
-import unicodedata
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
+import anyio
+
 from peers import constants as c
+from peers.clients import process_marker
 from peers.config import Settings
 from peers.errors import (
     AmbiguousTarget,
@@ -36,11 +38,13 @@ from peers.models import (
     Peer,
     PeerFilter,
     PeerUpdate,
+    PushState,
     ReceiveMode,
     Scope,
     SenderKind,
 )
-from peers.procinfo import find_agent_process, process_alive, process_info
+from peers.procinfo import find_agent_process, process_alive, process_info, process_start_time
+from peers.text import clean_text
 from peers.transports.base import Transport
 
 __all__ = [
@@ -51,22 +55,14 @@ __all__ = [
     "SendResult",
     "Sender",
     "clean_text",
+    "signal_process",
 ]
 
 Delivery = Literal["push", "poll", "queued"]
 
-# Bidirectional overrides can make a message read differently from what it says.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-CLI_ID_PREFIX = "cli-"
-
-
-def clean_text(text: str) -> str:
-    """Drop control characters other than newline and tab (and bidi overrides)."""
-    return "".join(
-        ch
-        for ch in text
-        if ch in "\n\t" or (unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS)
-    )
+CLI_ID_PREFIX = c.RESERVED_NAME_PREFIX
+_SCOPES = [s.value for s in Scope]
+_REPEATS_KEPT = 1_000
 
 
 def _utf8_len(text: str) -> int:
@@ -98,15 +94,32 @@ class SendResult:
     message: Message
     recipient: Peer
     delivery: Delivery
+    # True when this is the result of an identical send moments earlier (a retry):
+    # nothing was sent a second time.
+    repeat: bool = False
+
+    @property
+    def how(self) -> str:
+        """How the recipient will get it, in words."""
+        if self.delivery == "queued":
+            return "the peer is offline; the message waits for its next session"
+        if self.delivery == "poll":
+            return "it will see it with its next peers tool call"
+        if self.recipient.push is PushState.CONFIRMED:
+            return "it will arrive by push"
+        return (
+            "pushed, and kept unread until its model is shown it (by the channel, or with "
+            "its next peers tool call)"
+        )
 
     @property
     def summary(self) -> str:
-        how = {
-            "push": "it will arrive by push",
-            "poll": "it will see it on its next tool call",
-            "queued": "the peer is offline; the message waits for its next session",
-        }[self.delivery]
-        return f"sent {self.message.id} to {self.recipient.label}: {how}"
+        if self.repeat:
+            return (
+                f"already sent as {self.message.id} to {self.recipient.label} moments ago; "
+                "not sent again (change the text to send another message)"
+            )
+        return f"sent {self.message.id} to {self.recipient.label}: {self.how}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +153,9 @@ class _RateLimiter:
             raise RateLimited(
                 f"rate limit reached: at most {self.per_minute} messages a minute "
                 f"(PEERS_RATE_LIMIT); try again in {wait:.0f} s. If two agents keep "
-                "answering each other, stop replying to messages that need no answer."
+                "answering each other, stop replying to messages that need no answer.",
+                hint=f"wait {wait:.0f} s before sending again; do not answer messages that "
+                "need no answer",
             )
         window.extend([now] * cost)
 
@@ -152,12 +167,25 @@ class PeersService:
         self.transport = transport
         self.settings = settings
         self._rate = _RateLimiter(settings.rate_limit)
+        # Recent sends by what they sent, to answer a retry with the first result.
+        self._recent: OrderedDict[tuple[str, ...], tuple[float, SendResult]] = OrderedDict()
 
     # -- validation ----------------------------------------------------------
 
     def validate_name(self, name: object) -> str:
+        if isinstance(name, str):
+            name = clean_text(name).strip()
         if not isinstance(name, str) or not c.NAME_PATTERN.fullmatch(name):
-            raise InvalidInput(f"invalid name {name!r}: a name is {c.NAME_RULE}")
+            raise InvalidInput(
+                f"invalid name {name!r}: a name is {c.NAME_RULE}", hint=f"a name is {c.NAME_RULE}"
+            )
+        if name.startswith(c.RESERVED_NAME_PREFIX):
+            # Refused rather than resolved first: a from_id or name starting with cli- then
+            # always means a command-line sender, which nobody can answer.
+            raise InvalidInput(
+                f"invalid name {name!r}: {c.RESERVED_NAME_RULE}",
+                hint=f"pick a name that does not start with '{c.RESERVED_NAME_PREFIX}'",
+            )
         return name
 
     def validate_body(self, body: object) -> str:
@@ -165,13 +193,16 @@ class PeersService:
             raise InvalidInput(f"message must be text, not {type(body).__name__}")
         cleaned = clean_text(body)
         if not cleaned.strip():
-            raise InvalidInput("message is empty; write some text to send")
+            raise InvalidInput(
+                "message is empty; write some text to send", hint="write some text to send"
+            )
         size = _utf8_len(cleaned)
         limit = self.settings.max_message_bytes
         if size > limit:
             raise InvalidInput(
                 f"message is {size:,} bytes; the limit is {limit:,} bytes "
-                "(PEERS_MAX_MESSAGE_BYTES): shorten it or point to a file instead"
+                "(PEERS_MAX_MESSAGE_BYTES): shorten it or point to a file instead",
+                hint="shorten it, or write the details to a file and send its path",
             )
         return cleaned
 
@@ -183,7 +214,8 @@ class PeersService:
         limit = self.settings.max_summary_bytes
         if size > limit:
             raise InvalidInput(
-                f"summary is {size:,} bytes; the limit is {limit:,} bytes (PEERS_MAX_SUMMARY_BYTES)"
+                f"summary is {size:,} bytes; the limit is {limit:,} bytes (PEERS_MAX_SUMMARY_BYTES)",
+                hint="say it in a sentence or two",
             )
         return cleaned
 
@@ -195,13 +227,15 @@ class PeersService:
     def parse_scope(scope: object) -> Scope:
         if isinstance(scope, Scope):
             return scope
-        allowed = ", ".join(s.value for s in Scope)
+        allowed = ", ".join(_SCOPES)
         if not isinstance(scope, str):
-            raise InvalidInput(f"scope must be one of: {allowed}")
+            raise InvalidInput(f"scope must be one of: {allowed}", allowed=_SCOPES)
         try:
             return Scope(scope.strip().lower())
         except ValueError:
-            raise InvalidInput(f"unknown scope {scope!r}; use one of: {allowed}") from None
+            raise InvalidInput(
+                f"unknown scope {scope!r}; use one of: {allowed}", allowed=_SCOPES
+            ) from None
 
     # -- peers ---------------------------------------------------------------
 
@@ -234,7 +268,7 @@ class PeersService:
             git_root=git_root,
             git_common_dir=git_common_dir,
             git_remote=git_remote,
-            branch=branch,
+            branch=clean_text(branch) if branch is not None else None,
             tty=tty,
             client=client,
             receive_mode=receive_mode,
@@ -280,13 +314,17 @@ class PeersService:
         if scope is Scope.MACHINE:
             return PeerFilter(host=me.host if me else self.settings.host, exclude_id=exclude)
         if me is None:
-            raise InvalidInput(f"scope '{scope.value}' needs a session; use 'machine' or 'all'")
+            raise InvalidInput(
+                f"scope '{scope.value}' needs a session; use 'machine' or 'all'",
+                allowed=["machine", "all"],
+            )
         if scope is Scope.DIRECTORY:
             return PeerFilter(host=me.host, cwd=me.cwd, exclude_id=exclude)
         if me.git_common_dir is None and me.git_remote is None:
             raise InvalidInput(
                 f"scope 'repo' needs a git repository, and {me.cwd} is not in one; "
-                "use 'directory', 'machine' or 'all'"
+                "use 'directory', 'machine' or 'all'",
+                allowed=["directory", "machine", "all"],
             )
         # A common dir is only comparable on one host; the remote works anywhere.
         return PeerFilter(
@@ -320,11 +358,15 @@ class PeersService:
     async def resolve(self, target: object) -> Peer:
         """A peer from an id, a name, or an unambiguous prefix of either."""
         if not isinstance(target, str) or not target.strip():
-            raise InvalidInput("target must be a peer id or name (see list_peers)")
+            raise InvalidInput(
+                "target must be a peer id or name (see list_peers)",
+                hint="call list_peers for the ids and names of the live sessions",
+            )
         target = target.strip()
         if target.startswith(CLI_ID_PREFIX):
             raise PeerNotFound(
-                f"{target} was a command-line sender; there is no session to reply to"
+                f"{target} was a command-line sender; there is no session to reply to",
+                hint="messages typed on the command line cannot be answered",
             )
         peer = await self._follow_successors(await self.transport.get_peer(target))
         if peer is not None and peer.online:
@@ -337,7 +379,8 @@ class PeersService:
                 return peer  # the transport forwards to whoever took the name
             raise PeerNotFound(
                 f"peer {peer.id} went offline and had no name, so no later session will "
-                "read mail sent to it"
+                "read mail sent to it",
+                hint="call list_peers for the sessions that are live now",
             )
         live = await self.transport.list_peers(PeerFilter())
         matches = {
@@ -351,7 +394,8 @@ class PeersService:
             raise AmbiguousTarget(target, sorted(p.label for p in matches.values()))
         raise PeerNotFound(
             f"no peer '{target}' in namespace '{self.transport.namespace}'; "
-            "list the peers to see who is there"
+            "list the peers to see who is there",
+            hint="send to one of the live sessions (list_peers shows them with what they do)",
         )
 
     async def whois(self, peer_id: str) -> Peer:
@@ -377,14 +421,21 @@ class PeersService:
             return None
         if not isinstance(reply_to, str):
             raise InvalidInput("reply_to must be a message id (text)")
+        hint = (
+            "set reply_to to the message_id of the message you answer (as shown with it), "
+            "or leave it out"
+        )
         original = await self.transport.get_message(reply_to.strip())
         if original is None:
             raise MessageNotFound(
                 f"reply_to '{reply_to}' is not a message id known in the last "
-                f"{self.settings.retention / 86400:g} days"
+                f"{self.settings.retention / 86400:g} days",
+                hint=hint,
             )
         if sender.id not in (original.sender_id, original.recipient_id):
-            raise InvalidInput(f"reply_to '{reply_to}' is not a message you sent or received")
+            raise InvalidInput(
+                f"reply_to '{reply_to}' is not a message you sent or received", hint=hint
+            )
         return original.id
 
     def _message(
@@ -409,13 +460,40 @@ class PeersService:
         text = self.validate_body(body)
         recipient = await self.resolve(target)
         if recipient.id == sender.id:
-            raise InvalidInput("that is your own id; pick another peer (list_peers)")
+            raise InvalidInput(
+                "that is your own id; pick another peer (list_peers)",
+                hint="call list_peers for the other sessions",
+            )
         reply = await self._check_reply_to(sender, reply_to)
+        key = (sender.id, recipient.id, text, reply or "")
+        earlier = self._repeat_of(key)
+        if earlier is not None:
+            return replace(earlier, repeat=True)
         self._rate.check(sender.id)
-        stored = await self.transport.send(self._message(sender, recipient, text, reply, False))
-        if stored.recipient_id != recipient.id:
-            recipient = await self.whois(stored.recipient_id)
-        return SendResult(stored, recipient, self._delivery(recipient))
+        message = self._message(sender, recipient, text, reply, False)
+        # Once the write starts it finishes: a cancelled call (the agent gave up
+        # waiting) leaves the message stored once, and a retry finds it below.
+        with anyio.CancelScope(shield=True):
+            stored = await self.transport.send(message)
+            if stored.recipient_id != recipient.id:
+                recipient = await self.whois(stored.recipient_id)
+            result = SendResult(stored, recipient, self._delivery(recipient))
+            self._remember(key, result)
+        return result
+
+    def _repeat_of(self, key: tuple[str, ...]) -> SendResult | None:
+        now = time.monotonic()
+        while self._recent:
+            oldest_key, (at, _) = next(iter(self._recent.items()))
+            if now - at <= c.SEND_REPEAT_WINDOW and len(self._recent) <= _REPEATS_KEPT:
+                break
+            del self._recent[oldest_key]
+        found = self._recent.get(key)
+        return found[1] if found is not None else None
+
+    def _remember(self, key: tuple[str, ...], result: SendResult) -> None:
+        self._recent[key] = (time.monotonic(), result)
+        self._recent.move_to_end(key)
 
     async def broadcast(
         self, sender: Sender, body: object, scope: object = Scope.MACHINE
@@ -427,11 +505,15 @@ class PeersService:
         recipients = [p for p in recipients if p.id != sender.id]
         self._rate.check(sender.id, cost=max(1, len(recipients)))
         # All at once: a transport stores sends that arrive together in one write
-        # (SQLite's group commit, one Redis script call).
-        outcomes = await asyncio.gather(
-            *(self.transport.send(self._message(sender, p, text, None, True)) for p in recipients),
-            return_exceptions=True,
-        )
+        # (SQLite's group commit, one Redis script call). Shielded like send().
+        with anyio.CancelScope(shield=True):
+            outcomes = await asyncio.gather(
+                *(
+                    self.transport.send(self._message(sender, p, text, None, True))
+                    for p in recipients
+                ),
+                return_exceptions=True,
+            )
         results = []
         failed: list[BaseException] = []
         for peer, outcome in zip(recipients, outcomes, strict=True):
@@ -543,8 +625,7 @@ class PeersService:
                 f"refusing to end {peer.label}: its agent ({what}) is also running this command"
             )
         # The client kind a peer registered with must show in its agent's command line.
-        marker = {"claude-code": "claude", "codex": "codex", "cursor": "cursor", "gemini": "gemini"}
-        wanted = marker.get(peer.client)
+        wanted = process_marker(peer.client)
         if wanted is not None and not any(
             wanted in text.lower() for text in (agent.command_line, agent.comm)
         ):
@@ -560,10 +641,45 @@ class PeersService:
         result = KillResult(peer, agent.pid, agent.command_line[:200], sig.name)
         if dry_run:
             return result
-        try:
-            os.kill(agent.pid, sig)
-        except ProcessLookupError:
-            raise PeerNotFound(f"the agent process {agent.pid} already exited") from None
-        except PermissionError:
-            raise NotPermitted(f"not allowed to signal process {agent.pid}") from None
+        signal_process(agent.pid, agent.start, sig)
         return result
+
+
+def signal_process(
+    pid: int, start: float | None, sig: signal.Signals, *, use_pidfd: bool = True
+) -> None:
+    """Send ``sig`` to ``pid`` only if it is still the process that started at ``start``.
+
+    Between the checks and the signal the process may exit and its pid go to another
+    one. Where the platform has pidfds (Linux 5.3+), the pid is pinned first and its
+    start time checked after pinning, so the signal reaches the checked process or
+    none. Elsewhere the start time is checked right before ``os.kill``: a window of
+    microseconds instead of the whole check.
+    """
+    if start is None:
+        raise NotPermitted(f"cannot tell whether pid {pid} is still the process checked")
+    gone = f"the agent process {pid} exited; nothing was signalled"
+    reused = f"pid {pid} now belongs to another process; nothing was signalled"
+    pidfd = None
+    if use_pidfd and hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise PeerNotFound(gone) from None
+        except OSError:
+            pidfd = None  # pidfds unavailable here (old kernel, seccomp): fall back
+    try:
+        # With a pidfd held, this is the start time of the very process it pins.
+        if process_start_time(pid) != start:
+            raise PeerNotFound(reused)
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        raise PeerNotFound(gone) from None
+    except PermissionError:
+        raise NotPermitted(f"not allowed to signal process {pid}") from None
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)

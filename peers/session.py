@@ -2,35 +2,69 @@
 
 This is what ``peers serve`` runs beside the MCP protocol: it registers the
 session with its context, keeps it alive, re-registers after a backend outage,
-derives a default summary from git, and hands out mail exactly once (by push
-through a callback, or to the poll path).
+derives a default summary from git, and hands out mail so that the model is
+shown each message once and no message is acknowledged before it was shown.
+
+What "shown" means, path by path:
+
+- a tool result (the poll path): mail is attached to a result and acknowledged
+  when the write of that JSON-RPC response to stdout completed (the server calls
+  :meth:`Session.commit`); a result never written gives its mail back
+  (:meth:`Session.release`);
+- a channel push: the notification is written and the message stays pending
+  until the session's Claude Code transcript shows it reached the model
+  (:mod:`peers.transcript`); then it is acknowledged, and push is *confirmed*.
+  A transcript written to well after a push without any record of it proves the
+  channel drops messages (its gate is off): push is turned *off* for the
+  session, and its mail goes the poll path;
+- a pushed message not yet shown goes out with a tool result only once a
+  working channel would have shown it: after a tool result written after the
+  push (Claude Code shows a message that arrived mid-call after that call's
+  result, so attaching it to that very result would show it twice), and after a
+  short wait for the transcript to catch up. Without any transcript to read, it
+  goes out marked as possibly seen already.
+
+Everything the session loops do survives unexpected errors: each loop is
+restarted after a logged failure; only the shutdown path ends them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import anyio
+import anyio.abc
 
 from peers import constants as c
 from peers.config import Settings
 from peers.errors import BackendError, NameTaken, PeerNotFound, PeersError
 from peers.gitinfo import GitContext, changed_files, git_context
 from peers.log import get_logger
-from peers.models import Message, Peer, ReceiveMode
+from peers.models import Message, Peer, PeerUpdate, PushState, ReceiveMode
 from peers.procinfo import ancestors, process_start_time
 from peers.service import PeersService
+from peers.transcript import Transcript
 
-__all__ = ["Session", "SessionContext", "default_summary", "detect_tty"]
+__all__ = [
+    "Handout",
+    "PushCallback",
+    "Session",
+    "SessionContext",
+    "default_summary",
+    "detect_tty",
+]
 
 log = get_logger("peers.session")
 
-_HANDED_OUT_MEMORY = 10_000
+# How many message ids shown to the model are remembered (a redelivered copy of one
+# whose ack was lost is acknowledged again, never shown twice).
+_SHOWN_MEMORY = 10_000
+_ACK_BATCH = 500
 
 PushCallback = Callable[[Message, Peer | None], Awaitable[None]]
 
@@ -41,8 +75,34 @@ class SessionContext:
     git: GitContext
     tty: str | None
     client: str
-    receive_mode: ReceiveMode
+    push: PushState
     name: str | None
+
+    @property
+    def receive_mode(self) -> ReceiveMode:
+        return ReceiveMode.POLL if self.push is PushState.OFF else ReceiveMode.PUSH
+
+
+@dataclass(frozen=True, slots=True)
+class _Pushed:
+    """A channel notification written for a message the transcript does not show yet."""
+
+    at: float  # wall clock, comparable with the transcript's modification time
+    epoch: int  # tool results written before it
+
+
+@dataclass(frozen=True, slots=True)
+class Handout:
+    """Mail given to one path (a tool result, a hook): committed once shown, else released."""
+
+    messages: list[Message] = field(default_factory=list)
+    # Pushed, and not proven dropped: the model may have seen these in a <channel> already.
+    also_pushed: frozenset[str] = frozenset()
+    # Unread mail not in this handout that waits for check_messages.
+    more_waiting: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)
 
 
 def detect_tty(pid: int | None = None) -> str | None:
@@ -81,7 +141,7 @@ def default_summary(git: GitContext, cwd: str, limit: int = c.MAX_SUMMARY_BYTES)
 
 
 class Session:
-    """A registered peer kept alive, with its mail handed out exactly once."""
+    """A registered peer kept alive, with its mail shown to the model exactly once."""
 
     def __init__(self, service: PeersService, settings: Settings) -> None:
         self.service = service
@@ -94,31 +154,46 @@ class Session:
         # The name this session should hold: PEERS_NAME or set_name. If another live
         # session holds it, we run unnamed and keep trying to claim it.
         self.wanted_name = settings.name
-        # One fetch-and-ack at a time: push, check_messages and tool results share it.
+        self.push_state = PushState.OFF
+        # Where channel messages are proven shown (Claude Code sessions only).
+        self.transcript: Transcript | None = None
+        # Tool results whose write to the client completed: a push made at epoch e is
+        # one a working channel has shown once a result of a later epoch went out.
+        self.results_written = 0
+        # One fetch-and-decide at a time: push, tool results and hooks share it.
         self._mail_lock = anyio.Lock()
         # The agent's set_summary and the git refresh must not overwrite each other.
         self._summary_lock = anyio.Lock()
         self._stopping = False
         self._senders: dict[str, tuple[float, Peer | None]] = {}
-        # Ids already handed to the agent: if an ack is lost (backend outage right
-        # after delivery), the redelivered copy is acked again but not shown twice.
-        self._handed_out: OrderedDict[str, None] = OrderedDict()
+        self._pushed: dict[str, _Pushed] = {}
+        self._new_push = anyio.Event()
+        # In a handout whose result is not written yet: shown to no other path meanwhile.
+        self._reserved: set[str] = set()
+        # Shown to the model (acked, or its ack on its way): never shown again.
+        self._shown: OrderedDict[str, None] = OrderedDict()
+        self._acking: set[str] = set()
+        self._ack_send, self._ack_recv = anyio.create_memory_object_stream[str](math.inf)
+        self._push_saved: PushState | None = None
 
     # -- registration ----------------------------------------------------------
 
     async def build_context(
-        self, client: str, receive_mode: ReceiveMode, cwd: str | None = None
+        self, client: str, push: PushState, cwd: str | None = None
     ) -> SessionContext:
         cwd = cwd or os.environ.get("CLAUDE_PROJECT_DIR") or os.getcwd()
         git = await git_context(cwd)
+        self.push_state = push
         self.context = SessionContext(
             cwd=cwd,
             git=git,
             tty=detect_tty(),
             client=client,
-            receive_mode=receive_mode,
+            push=push,
             name=self.settings.name,
         )
+        if push is not PushState.OFF and self.transcript is None:
+            self.transcript = Transcript.of_session(self.settings.server_name, cwd)
         return self.context
 
     def _new_peer(self, ctx: SessionContext, peer_id: str | None, name: str | None) -> Peer:
@@ -134,14 +209,18 @@ class Session:
             branch=ctx.git.branch,
             tty=ctx.tty,
             client=ctx.client,
-            receive_mode=ctx.receive_mode,
+            receive_mode=self.receive_mode,
             summary=default_summary(ctx.git, ctx.cwd, self.settings.max_summary_bytes),
             files=ctx.git.changed_files,
-        )
+        ).model_copy(update={"push": self.push_state})
         if peer_id is not None:
             # Re-registration after an outage keeps the id, so replies still reach us.
             peer = peer.model_copy(update={"id": peer_id})
         return peer
+
+    @property
+    def receive_mode(self) -> ReceiveMode:
+        return ReceiveMode.POLL if self.push_state is PushState.OFF else ReceiveMode.PUSH
 
     async def register(self) -> Peer:
         """Register (or re-register after an outage) with the current context."""
@@ -164,6 +243,7 @@ class Session:
             # Another live session has our name: run unnamed rather than not at all.
             log.warning("name taken, registering without a name", error=str(exc))
             self.peer = await self.service.register(peer.model_copy(update={"name": None}))
+        self._push_saved = self.peer.push
         self.backend_error = None
         self.registered.set()
         log.info(
@@ -171,6 +251,7 @@ class Session:
             peer_id=self.peer.id,
             name=self.peer.name,
             receive_mode=self.peer.receive_mode.value,
+            push=self.peer.push.value,
         )
         return self.peer
 
@@ -178,10 +259,10 @@ class Session:
         self._stopping = True
         if self.peer is None:
             return
-        # Let a delivery in progress finish its ack before the record goes offline.
+        # Acknowledge what the model was shown before the record goes offline.
         with anyio.move_on_after(2):
-            await self._mail_lock.acquire()
-            self._mail_lock.release()
+            async with self._mail_lock:
+                await self._flush_acks()
         try:
             await self.service.unregister(self.peer.id)
             log.info("unregistered", peer_id=self.peer.id)
@@ -201,6 +282,33 @@ class Session:
 
     # -- background loops ------------------------------------------------------
 
+    def start(self, tg: anyio.abc.TaskGroup, deliver: PushCallback | None = None) -> None:
+        """Start the session's loops, each restarted if it fails: only shutdown ends them."""
+        tg.start_soon(self.supervise, "heartbeat", self.keep_alive)
+        tg.start_soon(self.supervise, "files", self.refresh_files)
+        tg.start_soon(self.supervise, "acks", self.ack_loop)
+        if deliver is not None and self.push_state is not PushState.OFF:
+            tg.start_soon(self.supervise, "push", lambda: self.push_loop(deliver))
+            tg.start_soon(self.supervise, "transcript", self.watch_transcript)
+
+    async def supervise(
+        self,
+        name: str,
+        loop: Callable[[], Awaitable[None]],
+        *,
+        delay: float = c.LOOP_RESTART_DELAY,
+    ) -> None:
+        """Run ``loop`` until it returns or shutdown, restarting it after a failure."""
+        while not self._stopping:
+            try:
+                await loop()
+                return
+            except Exception:
+                # A bug or an error nobody foresaw must not end heartbeats or delivery.
+                log.exception("background loop failed; restarting it", loop=name, delay=delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, c.LOOP_RESTART_CAP)
+
     async def keep_alive(self) -> None:
         """Register, then heartbeat; on outage keep retrying and re-register on return."""
         delay = 0.5
@@ -212,6 +320,7 @@ class Session:
                 else:
                     await self.service.heartbeat(self.peer.id)
                     await self._claim_wanted_name()
+                    await self._save_push_state()
                 delay = 0.5
                 await anyio.sleep(self.settings.heartbeat_interval)
             except PeerNotFound:
@@ -271,7 +380,7 @@ class Session:
                 log.debug("files refresh failed", error=str(exc))
 
     async def sender_of(self, message: Message) -> Peer | None:
-        """The sending peer (cached briefly) for summary and cwd in push meta."""
+        """The sending peer (cached briefly), for its summary and cwd beside the message."""
         cached = self._senders.get(message.sender_id)
         if cached is not None and time.monotonic() - cached[0] < 30:
             return cached[1]
@@ -282,60 +391,251 @@ class Session:
         self._senders[message.sender_id] = (time.monotonic(), peer)
         return peer
 
-    def _first_time(self, messages: list[Message]) -> list[Message]:
-        fresh = [m for m in messages if m.id not in self._handed_out]
-        for m in fresh:
-            self._handed_out[m.id] = None
-        while len(self._handed_out) > _HANDED_OUT_MEMORY:
-            self._handed_out.popitem(last=False)
-        return fresh
+    # -- what the model was shown ----------------------------------------------
 
-    @asynccontextmanager
-    async def mail_for_result(self) -> AsyncIterator[list[Message]]:
-        """Unread mail for a tool result (the poll path), acked once the result is built.
+    def _mark_shown(self, ids: list[str]) -> None:
+        for message_id in ids:
+            self._reserved.discard(message_id)
+            self._pushed.pop(message_id, None)
+            self._shown[message_id] = None
+            self._shown.move_to_end(message_id)
+            if message_id not in self._acking:
+                self._acking.add(message_id)
+                self._ack_send.send_nowait(message_id)
+        while len(self._shown) > _SHOWN_MEMORY:
+            self._shown.popitem(last=False)
 
-        If the body fails or the call is cancelled first, nothing is acked and the
-        mail comes with the next call instead.
+    def _ack_again(self, pending: list[Message], window: int) -> None:
+        """Shown messages still pending (their ack failed): acknowledge them again."""
+        self._mark_shown([m.id for m in pending if m.id in self._shown])
+        if len(pending) < window:
+            # That was all the unread mail: a push no longer in it (expired, or moved
+            # to the session that took this name) waits for no proof any more.
+            unread = {m.id for m in pending}
+            for message_id in [i for i in self._pushed if i not in unread]:
+                del self._pushed[message_id]
+
+    async def ack_loop(self) -> None:
+        """Acknowledge, in batches, what the model was shown."""
+        while True:
+            batch = [await self._ack_recv.receive()]
+            while len(batch) < _ACK_BATCH:
+                try:
+                    batch.append(self._ack_recv.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            await self._ack(batch)
+
+    async def _ack(self, ids: list[str]) -> None:
+        peer = self.peer
+        try:
+            if peer is not None:
+                await self.service.ack(peer.id, ids)
+        except PeersError as exc:
+            # Still marked shown: acknowledged with the next fetch, never shown twice.
+            log.warning("ack failed; will retry", error=str(exc), count=len(ids))
+        finally:
+            self._acking.difference_update(ids)
+
+    async def _flush_acks(self) -> None:
+        batch = []
+        while True:
+            try:
+                batch.append(self._ack_recv.receive_nowait())
+            except anyio.WouldBlock:
+                break
+        if batch:
+            await self._ack(batch)
+
+    def call_started(self) -> int:
+        """The epoch of a tool call that starts now (see :meth:`take_mail`)."""
+        return self.results_written
+
+    def result_written(self, handout: Handout | None = None) -> None:
+        """A tool result went out to the client; ``handout`` is the mail it carried."""
+        self.results_written += 1
+        if handout:
+            self.commit(handout)
+
+    def commit(self, handout: Handout) -> None:
+        """The model was shown ``handout``: acknowledge it (in the background)."""
+        self._mark_shown([m.id for m in handout.messages])
+
+    def release(self, handout: Handout) -> None:
+        """``handout`` was never shown (its result was not written): hand it out again."""
+        for message in handout.messages:
+            self._reserved.discard(message.id)
+
+    def _push_off(self) -> bool:
+        # A method, not an inline test: the state changes across awaits.
+        return self.push_state is PushState.OFF
+
+    def _due(self, message_id: str, pushed: _Pushed, since: int) -> tuple[bool, bool]:
+        """Whether a pushed message goes with a result of a call of epoch ``since``,
+        and whether the model may have seen it in the channel already."""
+        if self._push_off() or self._dropped(message_id, pushed):
+            return True, False  # the channel was proven to drop messages
+        return since > pushed.epoch, True
+
+    def _dropped(self, message_id: str, pushed: _Pushed) -> bool:
+        transcript = self.transcript
+        return (
+            transcript is not None
+            and message_id not in transcript.shown
+            and message_id not in transcript.received
+            and transcript.written_since(pushed.at + c.PUSH_DROP_MARGIN)
+        )
+
+    async def _settle_pushes(self, since: int) -> None:
+        """Give the transcript a moment to show pushes a result of this call would carry."""
+        transcript = self.transcript
+        if transcript is None or self._push_off():
+            return
+        deadline = time.monotonic() + c.TRANSCRIPT_GRACE
+        while True:
+            await self._read_transcript()
+            if transcript.path is None:
+                return  # nothing to wait for: the file is nowhere
+            waiting = [
+                message_id
+                for message_id, pushed in self._pushed.items()
+                if since > pushed.epoch and not self._dropped(message_id, pushed)
+            ]
+            if not waiting or self._push_off():
+                return
+            if time.monotonic() >= deadline:
+                log.info("pushed messages not in the transcript; attaching them", count=len(waiting))
+                return
+            await anyio.sleep(0.05)
+
+    def _window(self) -> int:
+        """How many pending messages to fetch: past those pushed or reserved, to new ones."""
+        return min(c.FETCH_LIMIT + len(self._pushed) + len(self._reserved), c.MAX_FETCH_WINDOW)
+
+    async def take_mail(self, since: int, budget: int = c.MAX_RESULT_MAIL_BYTES) -> Handout:
+        """Unread mail for a result of a call of epoch ``since`` (:meth:`call_started`).
+
+        The mail is reserved for that result: :meth:`commit` it once the result was
+        written, :meth:`release` it if it never will be. Never-pushed mail and mail
+        the channel dropped go out at once; a push is held back as :meth:`_due` says.
         """
         peer = self.peer
         if peer is None:
-            yield []
-            return
+            return Handout()
+        if self._pushed:
+            await self._settle_pushes(since)
         async with self._mail_lock:
-            messages = await self.service.pending(peer.id)
-            fresh = [m for m in messages if m.id not in self._handed_out]
-            yield fresh
-            with anyio.CancelScope(shield=True):
-                self._first_time(fresh)
-                try:
-                    await self.service.ack(peer.id, [m.id for m in messages])
-                except PeersError as exc:
-                    # Marked as handed out: acked at the next chance, never shown twice.
-                    log.warning("ack failed; will retry", error=str(exc))
+            window = self._window()
+            pending = await self.service.pending(peer.id, window)
+            self._ack_again(pending, window)
+            chosen: list[Message] = []
+            unsure: set[str] = set()
+            for message in pending:
+                if message.id in self._shown or message.id in self._reserved:
+                    continue
+                pushed = self._pushed.get(message.id)
+                if pushed is not None:
+                    due, maybe_seen = self._due(message.id, pushed, since)
+                    if not due:
+                        continue
+                    if maybe_seen:
+                        unsure.add(message.id)
+                chosen.append(message)
+            kept: list[Message] = []
+            used = 0
+            for message in chosen:
+                size = len(message.body.encode())
+                if kept and used + size > budget:
+                    break
+                kept.append(message)
+                used += size
+            more = len(chosen) - len(kept)
+            if len(pending) >= window:
+                more = max(more, 1)  # a full batch: more are behind it
+            self._reserved.update(m.id for m in kept)
+        return Handout(kept, frozenset(unsure & {m.id for m in kept}), more)
+
+    # -- push ------------------------------------------------------------------
 
     async def push_loop(self, deliver: PushCallback) -> None:
-        """Push each message as it arrives; ack once its notification is written."""
+        """Push each message as it arrives; it stays pending until shown (see the module)."""
         await self.registered.wait()
-        while not self._stopping:
+        while not self._stopping and not self._push_off():
             peer = self.peer
             if peer is None or self.backend_error is not None:
                 await anyio.sleep(0.5)
                 continue
             try:
+                pushed_now = 0
                 async with self._mail_lock:
-                    messages = await self.service.pending(peer.id, c.FETCH_LIMIT)
+                    window = self._window()
+                    messages = await self.service.pending(peer.id, window)
+                    self._ack_again(messages, window)
                     for message in messages:
-                        if self._stopping:
+                        if self._stopping or self._push_off():
                             return
-                        if message.id not in self._handed_out:
-                            await deliver(message, await self.sender_of(message))
-                            # Marked only once written: a failed push is tried again.
-                            self._first_time([message])
-                        # Ack one by one: a crash mid-batch re-sends only the unacked rest.
-                        await self.service.ack(peer.id, [message.id])
-                if len(messages) >= c.FETCH_LIMIT:
+                        if (
+                            message.id in self._shown
+                            or message.id in self._reserved
+                            or message.id in self._pushed
+                        ):
+                            continue
+                        await deliver(message, await self.sender_of(message))
+                        # Recorded only once written: a failed push is tried again.
+                        self._pushed[message.id] = _Pushed(time.time(), self.results_written)
+                        self._new_push.set()
+                        pushed_now += 1
+                if len(messages) >= window and pushed_now:
                     continue
                 await self.service.wait_for_mail(peer.id, self.settings.safety_recheck)
             except PeersError as exc:
                 log.warning("mail delivery paused", error=str(exc))
                 await anyio.sleep(1.0)
+
+    async def watch_transcript(self) -> None:
+        """While pushes wait for proof, read the transcript: acknowledge what it shows."""
+        if self.transcript is None:
+            return
+        while not self._stopping and not self._push_off():
+            if not self._pushed:
+                await self._new_push.wait()
+                self._new_push = anyio.Event()
+                continue
+            await self._read_transcript()
+            await anyio.sleep(c.TRANSCRIPT_POLL)
+
+    async def _read_transcript(self) -> None:
+        transcript = self.transcript
+        if transcript is None or not self._pushed or not transcript.read():
+            return
+        shown = [message_id for message_id in self._pushed if message_id in transcript.shown]
+        if shown:
+            self._mark_shown(shown)
+            if self.push_state is not PushState.CONFIRMED:
+                log.info("push confirmed: the transcript shows channel messages")
+                await self._set_push(PushState.CONFIRMED)
+        for message_id, pushed in list(self._pushed.items()):
+            if not self._push_off() and self._dropped(message_id, pushed):
+                log.warning(
+                    "the channel dropped a message (the transcript went on without it); "
+                    "push is off for this session, its mail comes with tool results",
+                    message_id=message_id,
+                )
+                await self._set_push(PushState.OFF)
+
+    async def _set_push(self, state: PushState) -> None:
+        self.push_state = state
+        await self._save_push_state()
+
+    async def _save_push_state(self) -> None:
+        """Store the push state (again at the next heartbeat if the store is away)."""
+        peer = self.peer
+        if peer is None or self._push_saved is self.push_state:
+            return
+        try:
+            self.peer = await self.service.transport.update_peer(
+                peer.id, PeerUpdate(push=self.push_state, receive_mode=self.receive_mode)
+            )
+            self._push_saved = self.push_state
+        except PeersError as exc:
+            log.debug("could not store the push state yet", error=str(exc))

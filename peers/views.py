@@ -31,6 +31,8 @@ def peer_json(peer: Peer, unread: int | None = None) -> dict[str, Any]:
         "pid": peer.pid,
         "client": peer.client,
         "receive_mode": peer.receive_mode.value,
+        "push": peer.push.value,
+        "hooks_at": iso(peer.hooks_at),
         "cwd": peer.cwd,
         "repo": peer.repo,
         "git_root": peer.git_root,

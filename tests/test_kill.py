@@ -35,7 +35,7 @@ from peers.config import load_settings
 from peers.errors import NotPermitted, PeerNotFound
 from peers.models import Peer
 from peers.procinfo import ProcessInfo, launch_chain, process_alive, process_start_time
-from peers.service import PeersService
+from peers.service import PeersService, signal_process
 from peers.transports.base import Transport
 
 pytestmark = pytest.mark.skipif(
@@ -174,14 +174,27 @@ def own_pids(monkeypatch: pytest.MonkeyPatch) -> set[int]:
     allowed: set[int] = set()
     real_kill = os.kill
 
-    def guarded_kill(pid: int, sig: int) -> None:
+    def check(pid: int, sig: int) -> None:
         if sig != 0 and pid not in allowed:
             about = procinfo.process_info(pid)
             if about is None or about.ppid != os.getpid():
                 raise AssertionError(f"the test tried to send signal {sig} to pid {pid}")
+
+    def guarded_kill(pid: int, sig: int) -> None:
+        check(pid, sig)
         real_kill(pid, sig)
 
     monkeypatch.setattr(os, "kill", guarded_kill)
+    real_pidfd_send = getattr(signal, "pidfd_send_signal", None)
+    if real_pidfd_send is not None:
+        # kill_peer signals through a pidfd where it can: guard that way in too.
+        def guarded_pidfd_send(fd: int, sig: int, *args: Any) -> None:
+            info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+            pid = next(int(line.split()[1]) for line in info.splitlines() if line.startswith("Pid:"))
+            check(pid, sig)
+            real_pidfd_send(fd, sig, *args)
+
+        monkeypatch.setattr(signal, "pidfd_send_signal", guarded_pidfd_send)
     return allowed
 
 
@@ -511,3 +524,31 @@ def test_launchers_are_passed_only_when_they_lead_to_peers() -> None:
 
 def test_command_line_is_one_printable_line() -> None:
     assert info("python", "-c", "a\n\tb\x1b[31m").command_line == "python -c a b [31m"
+
+
+# -- signalling: the pid-reuse window ---------------------------------------------------
+
+
+@pytest.mark.parametrize("use_pidfd", [True, False], ids=["pidfd", "kill"])
+def test_a_signal_reaches_the_checked_process_or_none(use_pidfd: bool) -> None:
+    """The pid-reuse window: the process signalled is the one whose start time was checked."""
+    if use_pidfd and not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfds on this platform")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = process_start_time(child.pid)
+        assert start is not None
+        # The pid now belongs to a process that started at another time (a reused pid).
+        with pytest.raises(PeerNotFound, match="belongs to another process"):
+            signal_process(child.pid, start + 1, signal.SIGTERM, use_pidfd=use_pidfd)
+        assert child.poll() is None  # nothing was signalled
+        signal_process(child.pid, start, signal.SIGTERM, use_pidfd=use_pidfd)
+        assert child.wait(timeout=10) == -signal.SIGTERM
+        with pytest.raises(PeerNotFound):  # gone (and reaped): nothing to signal
+            signal_process(child.pid, start, signal.SIGTERM, use_pidfd=use_pidfd)
+        with pytest.raises(NotPermitted):  # no start time known: no way to check
+            signal_process(child.pid, None, signal.SIGTERM, use_pidfd=use_pidfd)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)

@@ -56,6 +56,42 @@ def test_clean_text_keeps_newlines_and_tabs_only() -> None:
     assert clean_text("a\tb\nc\x00d\x1b[31me\x7f\r\u202efg") == "a\tb\ncd[31mefg"
 
 
+INVISIBLE_RANGES = [
+    pytest.param(range(0x200B, 0x2010), id="zero-width-and-marks-200B-200F"),
+    pytest.param(range(0x2060, 0x2065), id="word-joiner-and-invisible-operators-2060-2064"),
+    pytest.param([0xFEFF], id="zero-width-no-break-space-FEFF"),
+    pytest.param(range(0x2066, 0x206A), id="bidi-isolates-2066-2069"),
+    pytest.param(range(0x202A, 0x202F), id="bidi-embeddings-and-overrides-202A-202E"),
+    pytest.param(range(0xE0000, 0xE0080), id="tag-characters-E0000-E007F"),
+    pytest.param(range(0x80, 0xA0), id="c1-controls-80-9F"),
+]
+
+
+@pytest.mark.parametrize("codes", INVISIBLE_RANGES)
+def test_clean_text_strips_every_invisible_character(codes: range | list[int]) -> None:
+    hidden = "".join(chr(code) for code in codes)
+    assert clean_text(f"a{hidden}b") == "ab"
+
+
+def test_clean_text_keeps_visible_neighbours_of_the_ranges() -> None:
+    # The characters just outside each range are ordinary text.
+    kept = "\u200a\u2010\u2065\u206a\u202f\U000e0080\u00a0é😀"
+    assert clean_text(kept) == kept
+
+
+@pytest.mark.parametrize("codes", INVISIBLE_RANGES)
+async def test_invisible_characters_are_stripped_everywhere_text_is_stored(
+    service: PeersService, new: Callable[..., Any], codes: range | list[int]
+) -> None:
+    hidden = "".join(chr(code) for code in codes)
+    a, b = await new("a"), await new("b")
+    await service.send(Sender.of(a), b.id, f"he{hidden}llo")
+    assert [m.body for m in await service.pending(b.id)] == ["hello"]
+    assert (await service.set_summary(a.id, f"pars{hidden}ing")).summary == "parsing"
+    assert (await service.set_name(a.id, f"ne{hidden}w")).name == "new"
+    assert (await service.set_activity(a.id, [f"src/{hidden}x.py"])).files == ("src/x.py",)
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
@@ -82,6 +118,109 @@ async def test_bad_names_are_refused(service: PeersService, new: Callable[..., A
     a = await new()
     with pytest.raises(InvalidInput, match="a name is 1-64 characters"):
         await service.set_name(a.id, name)
+
+
+@pytest.mark.parametrize("name", ["cli-abc123", "cli-"])
+async def test_names_of_command_line_senders_are_reserved(
+    service: PeersService, new: Callable[..., Any], name: str
+) -> None:
+    a = await new()
+    with pytest.raises(InvalidInput, match="reserved for command-line senders") as err:
+        await service.set_name(a.id, name)
+    assert err.value.hint and "cli-" in err.value.hint
+
+
+def test_peers_name_of_a_command_line_sender_is_refused() -> None:
+    from peers.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="reserved for command-line senders"):
+        load_settings(name="cli-abc123")
+    assert load_settings(name="client-a").name == "client-a"  # only the cli- prefix
+
+
+async def test_errors_say_what_is_allowed_and_what_to_do(
+    service: PeersService, new: Callable[..., Any]
+) -> None:
+    a = await new("a")
+    with pytest.raises(InvalidInput) as scope:
+        await service.list_peers("galaxy", a)
+    assert scope.value.allowed == ["machine", "directory", "repo", "all"]
+    with pytest.raises(PeerNotFound) as unknown:
+        await service.send(Sender.of(a), "nobody", "hi")
+    assert unknown.value.hint and "list_peers" in unknown.value.hint
+    await new("backend")
+    await new("backup")
+    with pytest.raises(AmbiguousTarget) as ambiguous:
+        await service.send(Sender.of(a), "back", "hi")
+    assert ambiguous.value.allowed is not None and len(ambiguous.value.allowed) == 2
+    with pytest.raises(MessageNotFound) as reply:
+        await service.send(Sender.of(a), "backend", "hi", reply_to="01nosuch")
+    assert reply.value.hint and "message_id" in reply.value.hint
+
+
+async def test_an_identical_send_moments_later_is_a_repeat_not_a_second_copy(
+    service: PeersService, new: Callable[..., Any]
+) -> None:
+    a, b = Sender.of(await new("a")), await new("b")
+    first = await service.send(a, b.id, "the build is red")
+    again = await service.send(a, "b", "the build is red")
+    assert again.repeat and not first.repeat
+    assert again.message.id == first.message.id
+    assert "not sent again" in again.summary
+    different = await service.send(a, b.id, "the build is green")
+    assert not different.repeat
+    assert [m.body for m in await service.pending(b.id)] == [
+        "the build is red",
+        "the build is green",
+    ]
+
+
+async def test_a_cancelled_send_lands_once_and_its_retry_is_a_repeat(
+    tmp_path: Any, namespace: str
+) -> None:
+    import sqlite3
+
+    import anyio
+    import anyio.lowlevel
+
+    from peers.transports import create_transport
+
+    settings = load_settings(url=f"sqlite:///{tmp_path}/c.db", namespace=namespace,
+                             host=socket.gethostname())  # fmt: skip
+    async with create_transport(settings) as transport:
+        service = PeersService(transport, settings)
+        make = {"cwd": "/w", "pid": os.getpid(), "pid_start": process_start_time(os.getpid())}
+        a = Sender.of(await service.register(service.new_peer(name="a", **make)))
+        b = await service.register(service.new_peer(name="b", **make))
+        # Another process holds the write lock: the send waits in its store write.
+        blocker = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        scope = anyio.CancelScope()
+
+        async def agent() -> None:
+            with scope:
+                await service.send(a, b.id, "once")
+
+        async def give_up_then_unlock() -> None:
+            scope.cancel()  # the agent gives up waiting (its call is cancelled)
+            await anyio.lowlevel.checkpoint()
+            blocker.execute("ROLLBACK")
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(agent)
+                # Most likely in its store write by then; earlier, it must not land at all.
+                await anyio.sleep(0.2)
+                tg.start_soon(give_up_then_unlock)
+        finally:
+            blocker.close()
+        assert scope.cancel_called
+        landed = [m.body for m in await service.pending(b.id)]
+        assert landed in ([], ["once"])
+        # The agent retries: never a second copy.
+        retry = await service.send(a, b.id, "once")
+        assert retry.repeat is (landed == ["once"])
+        assert [m.body for m in await service.pending(b.id)] == ["once"]
 
 
 async def test_summary_limit_and_cleaning(service: PeersService, new: Callable[..., Any]) -> None:

@@ -1,19 +1,31 @@
-"""The session's delivery rules: a push that fails is retried, never skipped or doubled."""
+"""The session's delivery rules, on a real SQLite store and a transcript file the test writes.
+
+A message is acknowledged only once shown to the model: with a tool result that
+was written (commit), or by the channel when the transcript shows it. A push made
+while a call is in flight waits for a later call; a channel that drops messages
+turns push off. Background loops survive failures.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from peers.config import load_settings
 from peers.errors import PeersError
-from peers.models import Message, Peer, ReceiveMode
+from peers.mcpclient import channel_text
+from peers.models import Message, Peer, PushState, ReceiveMode
 from peers.procinfo import process_start_time
 from peers.service import PeersService, Sender
 from peers.session import Session
+from peers.transcript import Transcript
 from peers.transports import create_transport
 
 pytestmark = pytest.mark.anyio
@@ -23,36 +35,251 @@ class PipeClosed(PeersError):
     """Stands for the server's DeliveryFailed: the notification was not written."""
 
 
-async def test_a_failed_push_is_pushed_again_then_acked(tmp_path: Path) -> None:
-    settings = load_settings(url=f"sqlite:///{tmp_path}/p.db", namespace="s", safety_recheck=0.2)
+class Rig:
+    """A session under test, another peer that sends to it, and the session's transcript."""
+
+    def __init__(self, service: PeersService, session: Session, other: Peer, path: Path) -> None:
+        self.service = service
+        self.session = session
+        self.other = other
+        self.transcript_path = path
+        self.pushed: list[str] = []
+
+    @property
+    def me(self) -> Peer:
+        assert self.session.peer is not None
+        return self.session.peer
+
+    async def send(self, body: str) -> Message:
+        result = await self.service.send(Sender.of(self.other), self.me.id, body)
+        return result.message
+
+    def record(self, record: dict[str, Any]) -> None:
+        with self.transcript_path.open("a") as fh:
+            fh.write(json.dumps({"timestamp": "2026-01-01T00:00:00.000Z", **record}) + "\n")
+
+    def show(self, message: Message) -> None:
+        """Write what Claude Code writes when a channel message reaches the model."""
+        text = channel_text("peers", message.body, {"message_id": message.id})
+        self.record({"type": "queue-operation", "operation": "enqueue", "content": text})
+        self.record({"type": "user", "message": {"role": "user", "content": text},
+                     "origin": {"kind": "channel", "server": "peers"}})  # fmt: skip
+
+    async def deliver(self, message: Message, sender: Peer | None) -> None:
+        self.pushed.append(message.id)
+
+    async def pushed_all(self, *messages: Message) -> None:
+        with anyio.fail_after(10):
+            while not all(m.id in self.pushed for m in messages):
+                await anyio.sleep(0.01)
+
+    async def pending_ids(self) -> list[str]:
+        return [m.id for m in await self.service.pending(self.me.id)]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    settings = load_settings(
+        url=f"sqlite:///{tmp_path}/p.db", namespace="s", safety_recheck=0.2, rate_limit=10_000
+    )
     async with create_transport(settings) as transport:
         service = PeersService(transport, settings)
         session = Session(service, settings)
-        await session.build_context("claude-code", ReceiveMode.PUSH, cwd=str(tmp_path))
-        me = await session.register()
+        path = tmp_path / "transcript.jsonl"
+        path.write_text("")
+        session.transcript = Transcript(path, "peers")
+        await session.build_context("claude-code", PushState.UNCONFIRMED, cwd=str(tmp_path))
+        await session.register()
         other = await service.register(
             service.new_peer(cwd=str(tmp_path), pid=os.getpid(),
                              pid_start=process_start_time(os.getpid()), name="other")
-        )
-        pushed: list[str] = []
-        attempts = 0
-        done = anyio.Event()
+        )  # fmt: skip
+        yield Rig(service, session, other, path)
 
-        async def deliver(message: Message, sender: Peer | None) -> None:
-            nonlocal attempts
-            attempts += 1
-            if attempts == 1:
-                raise PipeClosed("client pipe closed")
-            pushed.append(message.body)
-            if len(pushed) == 2:
-                done.set()
 
-        await service.send(Sender.of(other), me.id, "first")
-        await service.send(Sender.of(other), me.id, "second")
+async def running(rig: Rig, body: Callable[[], Awaitable[None]]) -> None:
+    """Run ``body`` with the session's loops (push, transcript, acks) running."""
+    async with anyio.create_task_group() as tg:
+        rig.session.start(tg, rig.deliver)
+        await body()
+        tg.cancel_scope.cancel()
+
+
+async def test_a_failed_push_is_pushed_again_and_a_push_alone_acks_nothing(rig: Rig) -> None:
+    attempts = 0
+
+    async def deliver(message: Message, sender: Peer | None) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise PipeClosed("client pipe closed")
+        rig.pushed.append(message.body)
+
+    await rig.send("first")
+    await rig.send("second")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rig.session.push_loop, deliver)
+        with anyio.fail_after(10):
+            while len(rig.pushed) < 2:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert rig.pushed == ["first", "second"]
+    assert len(await rig.pending_ids()) == 2  # written, not shown: still pending
+
+
+async def test_a_push_made_during_a_call_waits_for_a_later_call(rig: Rig) -> None:
+    async def body() -> None:
+        since = rig.session.call_started()  # a call is in flight
+        message = await rig.send("sent while the call runs")
+        await rig.pushed_all(message)
+        # A working channel shows it after this call's result: not in that result.
+        assert not (await rig.session.take_mail(since)).messages
+        rig.session.result_written()
+        # The next call: the transcript still does not show it, so the result carries it,
+        # marked as possibly seen in the channel already.
+        handout = await rig.session.take_mail(rig.session.call_started())
+        assert [m.id for m in handout.messages] == [message.id]
+        assert handout.also_pushed == {message.id}
+        assert await rig.pending_ids() == [message.id]  # not before the result is written
+        rig.session.result_written(handout)
+        with anyio.fail_after(10):
+            while await rig.pending_ids():
+                await anyio.sleep(0.01)
+        # Never shown twice.
+        assert not (await rig.session.take_mail(rig.session.call_started())).messages
+
+    await running(rig, body)
+
+
+async def test_a_push_the_transcript_shows_is_acked_and_never_attached(rig: Rig) -> None:
+    async def body() -> None:
+        message = await rig.send("shown by the channel")
+        await rig.pushed_all(message)
+        rig.show(message)
+        with anyio.fail_after(10):
+            while await rig.pending_ids():
+                await anyio.sleep(0.01)
+        assert rig.session.push_state is PushState.CONFIRMED
+        stored = await rig.service.transport.get_peer(rig.me.id)
+        assert stored is not None and stored.push is PushState.CONFIRMED
+        rig.session.result_written()
+        assert not (await rig.session.take_mail(rig.session.call_started())).messages
+
+    await running(rig, body)
+
+
+async def test_a_push_shown_while_a_call_waits_is_not_attached(rig: Rig) -> None:
+    async def body() -> None:
+        message = await rig.send("shown a moment late")
+        await rig.pushed_all(message)
+        rig.session.result_written()
+
+        async def show_soon() -> None:
+            await anyio.sleep(0.05)  # the transcript is written in batches, a little later
+            rig.show(message)
+
         async with anyio.create_task_group() as tg:
-            tg.start_soon(session.push_loop, deliver)
-            with anyio.fail_after(10):
-                await done.wait()
-            tg.cancel_scope.cancel()
-        assert pushed == ["first", "second"]
-        assert await service.pending(me.id) == []
+            tg.start_soon(show_soon)
+            handout = await rig.session.take_mail(rig.session.call_started())
+        assert not handout.messages
+
+    await running(rig, body)
+
+
+async def test_a_transcript_written_on_without_the_push_turns_push_off(rig: Rig) -> None:
+    async def body() -> None:
+        message = await rig.send("dropped by the gate")
+        await rig.pushed_all(message)
+        rig.record({"type": "user", "message": {"role": "user", "content": "the user types"}})
+        # Written well after the push (as a prompt typed later would be), with no record of it.
+        later = time.time() + 60
+        os.utime(rig.transcript_path, (later, later))
+        with anyio.fail_after(10):
+            while rig.session.push_state is not PushState.OFF:
+                await anyio.sleep(0.01)
+        stored = await rig.service.transport.get_peer(rig.me.id)
+        assert stored is not None
+        assert (stored.push, stored.receive_mode) == (PushState.OFF, ReceiveMode.POLL)
+        # Proven unseen: it goes with the very next result, without the "maybe seen" mark.
+        handout = await rig.session.take_mail(rig.session.call_started())
+        assert [m.id for m in handout.messages] == [message.id]
+        assert not handout.also_pushed
+        # Push is off: a new message is no longer pushed, and goes with the next result.
+        later_message = await rig.send("after the drop")
+        assert later_message.id not in rig.pushed
+        rig.session.release(handout)
+        again = await rig.session.take_mail(rig.session.call_started())
+        assert [m.id for m in again.messages] == [message.id, later_message.id]
+
+    await running(rig, body)
+
+
+async def test_a_received_push_is_not_taken_for_a_drop(rig: Rig) -> None:
+    async def body() -> None:
+        message = await rig.send("received, shown later")
+        await rig.pushed_all(message)
+        text = channel_text("peers", message.body, {"message_id": message.id})
+        rig.record({"type": "queue-operation", "operation": "enqueue", "content": text})
+        later = time.time() + 60
+        os.utime(rig.transcript_path, (later, later))
+        await rig.session._read_transcript()
+        assert rig.session.push_state is PushState.UNCONFIRMED
+        assert await rig.pending_ids() == [message.id]
+
+    await running(rig, body)
+
+
+async def test_released_mail_comes_again_and_committed_mail_is_acked(rig: Rig) -> None:
+    rig.session.push_state = PushState.OFF
+    first = await rig.send("one")
+    handout = await rig.session.take_mail(rig.session.call_started())
+    assert [m.id for m in handout.messages] == [first.id]
+    # A second call meanwhile (parallel tool calls) does not get it as well.
+    assert not (await rig.session.take_mail(rig.session.call_started())).messages
+    rig.session.release(handout)  # its result was never written (the call was cancelled)
+    again = await rig.session.take_mail(rig.session.call_started())
+    assert [m.id for m in again.messages] == [first.id]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rig.session.ack_loop)
+        rig.session.result_written(again)
+        with anyio.fail_after(10):
+            while await rig.pending_ids():
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+
+
+async def test_one_result_carries_a_bounded_amount_of_mail(rig: Rig) -> None:
+    rig.session.push_state = PushState.OFF
+    sent = [await rig.send(f"{i}:" + "x" * 20_000) for i in range(5)]
+    handout = await rig.session.take_mail(rig.session.call_started(), budget=50_000)
+    assert [m.id for m in handout.messages] == [m.id for m in sent[:2]]
+    assert handout.more_waiting == 3
+    rig.session.commit(handout)
+    rest = await rig.session.take_mail(rig.session.call_started(), budget=1)
+    assert [m.id for m in rest.messages] == [sent[2].id]  # the first one always whole
+
+
+async def test_a_failing_background_loop_is_restarted(rig: Rig) -> None:
+    runs = 0
+
+    async def flaky() -> None:
+        nonlocal runs
+        runs += 1
+        if runs < 3:
+            raise RuntimeError("a bug nobody foresaw")
+
+    with anyio.fail_after(10):
+        await rig.session.supervise("flaky", flaky, delay=0.01)
+    assert runs == 3
+
+
+async def test_pushes_waiting_for_proof_do_not_starve_newer_messages(rig: Rig) -> None:
+    """Regression: with a full fetch of pushed, unconfirmed mail, newer mail was never pushed."""
+
+    async def body() -> None:
+        first = [await rig.send(f"early {i}") for i in range(105)]
+        await rig.pushed_all(*first)
+        late = await rig.send("late")
+        await rig.pushed_all(late)
+
+    await running(rig, body)

@@ -92,9 +92,9 @@ def test_list_json_has_stable_keys(any_cli: Cli) -> None:
     assert doc["scope"] == "all"
     [item] = doc["peers"]
     assert set(item) == {
-        "id", "name", "namespace", "host", "pid", "client", "receive_mode", "cwd", "repo",
-        "git_root", "branch", "tty", "summary", "files", "registered_at", "last_seen", "online",
-        "successor", "unread",
+        "id", "name", "namespace", "host", "pid", "client", "receive_mode", "push", "hooks_at",
+        "cwd", "repo", "git_root", "branch", "tty", "summary", "files", "registered_at",
+        "last_seen", "online", "successor", "unread",
     }  # fmt: skip
     assert item["id"] == peer.id
     assert item["receive_mode"] == "push"

@@ -1,0 +1,172 @@
+"""The wire taps (peers.wiretap) and what the server does with their reports.
+
+Mail that rides a tool result is acknowledged when that response was written,
+given back when it never will be (the client cancelled the call first), and
+kept reserved while it is being written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp.shared.message import SessionMessage
+
+from peers.config import load_settings
+from peers.models import PushState
+from peers.procinfo import process_start_time
+from peers.server import PeersServer
+from peers.service import PeersService, Sender
+from peers.session import Session
+from peers.transports import create_transport
+from peers.wiretap import CancelTap, StdoutTap, TrackedWriter, response_id
+
+pytestmark = pytest.mark.anyio
+
+
+def test_response_ids_are_read_from_the_line_written() -> None:
+    def line(msg: types.JSONRPCMessage) -> str:
+        return msg.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+
+    assert response_id(line(types.JSONRPCResponse(jsonrpc="2.0", id=7, result={}))) == 7
+    assert response_id(line(types.JSONRPCResponse(jsonrpc="2.0", id='a"b', result={}))) == 'a"b'
+    error = types.JSONRPCError(jsonrpc="2.0", id=9, error=types.ErrorData(code=1, message="m"))
+    assert response_id(line(error)) == 9
+    note = types.JSONRPCNotification(jsonrpc="2.0", method="x", params={"id": 3})
+    assert response_id(line(note)) is None
+    # Another field order than the SDK's: still read, by parsing the line.
+    assert response_id('{"id": 4, "result": {}, "jsonrpc": "2.0"}\n') == 4
+    assert response_id("not json\n") is None
+
+
+class Pipe:
+    """Stands for the event-loop stdout writer: records what went out; can break."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.broken = False
+
+    async def write(self, text: str) -> None:
+        self.lines.append(text)
+
+    async def flush(self) -> None:
+        if self.broken:
+            raise BrokenPipeError("the client went away")
+
+
+async def test_stdout_tap_reports_a_response_once_its_flush_returned() -> None:
+    written: list[Any] = []
+    pipe = Pipe()
+    tap = StdoutTap(pipe, written.append)
+    await tap.write('{"jsonrpc":"2.0","id":1,"result":{}}\n')
+    assert written == []  # not before the flush
+    await tap.flush()
+    assert written == [1]
+    await tap.write('{"jsonrpc":"2.0","method":"notifications/claude/channel"}\n')
+    await tap.flush()
+    pipe.broken = True
+    await tap.write('{"jsonrpc":"2.0","id":2,"result":{}}\n')
+    with pytest.raises(BrokenPipeError):
+        await tap.flush()
+    assert written == [1]  # the failed write reports nothing
+
+
+async def test_tracked_writer_reports_a_response_handed_on_and_counts_pushes() -> None:
+    send, receive = anyio.create_memory_object_stream[SessionMessage](10)
+    started: list[Any] = []
+    writer = TrackedWriter(send, started=started.append)
+    await writer.send(SessionMessage(types.JSONRPCResponse(jsonrpc="2.0", id=5, result={})))
+    await writer.send(
+        SessionMessage(types.JSONRPCNotification(jsonrpc="2.0", method="notifications/claude/channel"))
+    )
+    assert started == [5] and writer.channel_sent == 1
+    send.close()
+    receive.close()
+
+
+async def test_cancel_tap_reports_a_cancel_once_the_dispatcher_handled_it() -> None:
+    send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](10)
+    cancelled: list[Any] = []
+    tap = CancelTap(receive, cancelled.append)
+    cancel = types.JSONRPCNotification(
+        jsonrpc="2.0", method="notifications/cancelled", params={"requestId": 3}
+    )
+    await send.send(SessionMessage(cancel))
+    await send.send(SessionMessage(types.JSONRPCNotification(jsonrpc="2.0", method="ping")))
+    send.close()
+    items = tap.__aiter__()
+    await items.__anext__()
+    assert cancelled == []  # the dispatcher has not handled it yet
+    await items.__anext__()
+    assert cancelled == [3]
+    receive.close()
+
+
+@dataclass
+class Ctx:
+    """The one field of the SDK's request context the handler reads."""
+
+    request_id: int | str | None
+
+
+class Rig:
+    def __init__(self, server: PeersServer, session: Session, service: PeersService) -> None:
+        self.server, self.session, self.service = server, session, service
+
+    async def call(self, request_id: int, tool: str = "whoami") -> list[str]:
+        params = types.CallToolRequestParams(name=tool, arguments={})
+        result = await self.server.call_tool(Ctx(request_id), params)  # type: ignore[arg-type]
+        mail = (result.structured_content or {}).get("new_mail", {}).get("messages", [])
+        return [m["body"] for m in mail]
+
+    async def unread(self) -> list[str]:
+        assert self.session.peer is not None
+        return [m.body for m in await self.service.pending(self.session.peer.id)]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    settings = load_settings(url=f"sqlite:///{tmp_path}/p.db", namespace="w")
+    async with create_transport(settings) as transport:
+        service = PeersService(transport, settings)
+        session = Session(service, settings)
+        await session.build_context("codex", PushState.OFF, cwd=str(tmp_path))
+        me = await session.register()
+        other = await service.register(
+            service.new_peer(cwd=str(tmp_path), pid=os.getpid(),
+                             pid_start=process_start_time(os.getpid()), name="other")
+        )  # fmt: skip
+        await service.send(Sender.of(other), me.id, "hello")
+        server = PeersServer(settings)
+        server.attach(session)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(session.ack_loop)
+            yield Rig(server, session, service)
+            tg.cancel_scope.cancel()
+
+
+async def test_mail_of_a_cancelled_call_comes_with_the_next_result(rig: Rig) -> None:
+    assert await rig.call(7) == ["hello"]
+    rig.server.request_cancelled(7)  # cancelled before its write started: never written
+    assert await rig.call(8) == ["hello"]
+    rig.server.response_write_started(8)
+    rig.server.request_cancelled(8)  # too late: the SDK writes a response it started
+    assert await rig.call(9) == []  # still reserved for 8
+    assert await rig.unread() == ["hello"]
+    rig.server.response_written(8)
+    with anyio.fail_after(10):
+        while await rig.unread():
+            await anyio.sleep(0.01)
+    assert rig.session.results_written == 1
+
+
+async def test_a_call_cancelled_before_its_result_was_built_keeps_nothing(rig: Rig) -> None:
+    rig.server.request_cancelled(11)  # the handler was still running
+    assert await rig.call(11) == ["hello"]
+    assert await rig.call(12) == ["hello"]  # 11's result was never going out
