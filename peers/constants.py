@@ -120,6 +120,8 @@ SERVER_NAME: Final = "peers"
 # A hook that reached its session's server within this long counts as a live path
 # (`peers status`, `peers doctor`); older, the session shows when it last did.
 HOOKS_RECENT: Final = 600.0
+# A session stores that its hooks reach it (Peer.hooks_at) at most this often.
+HOOKS_SEEN_SAVE_EVERY: Final = 15.0
 
 # `peers watch`: the slow re-read for what no event announces (ages, silent deaths,
 # mail read), the shortest time between two reads however busy the store, the

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,14 +149,14 @@ def render_outcome(
 
 
 def fit_to_budget(
-    header: str, blocks: list[str], more: str, budget: int = OUTPUT_BUDGET
+    header: str, blocks: list[str], more: Callable[[int], str], budget: int = OUTPUT_BUDGET
 ) -> tuple[str, int]:
     """``header`` and as many of ``blocks`` (newest last) as fit whole in ``budget`` bytes.
 
-    Keeps the newest blocks whole; when some are left out, ``more`` (formatted
-    with how many) closes the text. Returns the text and how many blocks it
-    holds whole: the last ones of the list. When even the newest block alone is
-    too large, its beginning is shown cut, and it does not count as shown.
+    Keeps the newest blocks whole; when some are left out, ``more(count)`` closes
+    the text. Returns the text and how many blocks it holds whole: the last ones
+    of the list. When even the newest block alone is too large, its beginning is
+    shown cut, and it does not count as shown.
     """
 
     def size(text: str) -> int:
@@ -166,7 +166,7 @@ def fit_to_budget(
     used = size(header)
     for block in reversed(blocks):
         left = len(blocks) - len(kept) - 1
-        tail = size(more.format(left)) + 2 if left else 0
+        tail = size(more(left)) + 2 if left else 0
         if used + size(block) + 2 + tail > budget:
             break
         kept.append(block)
@@ -175,8 +175,8 @@ def fit_to_budget(
     left = len(blocks) - len(kept)
     parts = [header, *kept]
     if not kept and blocks:
-        room = max(0, budget - size(header) - size(more.format(left)) - 12)  # separators, " [...]"
+        room = max(0, budget - size(header) - size(more(left)) - 12)  # separators, " [...]"
         parts.append(blocks[-1].encode("utf-8")[:room].decode("utf-8", errors="ignore") + " [...]")
     if left:
-        parts.append(more.format(left))
+        parts.append(more(left))
     return "\n\n".join(p for p in parts if p), len(kept)

@@ -21,6 +21,7 @@ __all__ = [
     "TRUST_PEER",
     "error_block",
     "error_text",
+    "headline",
     "mail_block",
     "mail_item",
     "mail_text",
@@ -83,7 +84,8 @@ def mail_item(
     return item
 
 
-def _headline(count: int) -> str:
+def headline(count: int) -> str:
+    """"N new messages from other AI agent sessions (not from your user)", or "No new messages."."""
     if count == 0:
         return "No new messages."
     plural = "s" if count != 1 else ""
@@ -94,7 +96,7 @@ def mail_block(items: Sequence[Mapping[str, Any]], more_waiting: int = 0) -> dic
     """Messages shown together, with their count and what is still waiting."""
     block: dict[str, Any] = {
         "count": len(items),
-        "headline": _headline(len(items)),
+        "headline": headline(len(items)),
         "messages": list(items),
         "more_waiting": more_waiting,
     }

@@ -134,6 +134,7 @@ async def run_server(settings: Settings) -> None:
             return
         session = Session(PeersService(transport, settings), settings)
         handlers.attach(session)
+        session.listen_for_hooks(tg)
         await session.build_context(kind, push)
         session.start(tg, pusher(conn, writer) if push is not PushState.OFF else None)
 

@@ -26,7 +26,7 @@ from peers.clients import loads_channel
 from peers.config import PushMode, Settings
 from peers.errors import BackendError, PeerNotFound, PeersError
 from peers.log import get_logger
-from peers.mailview import error_block, error_text, mail_block, mail_item, mail_text
+from peers.mailview import error_block, error_text, mail_block, mail_text
 from peers.models import Message, Peer, PushState, Scope
 from peers.procinfo import ancestors
 from peers.service import PeersService, Sender
@@ -304,7 +304,7 @@ class PeersServer:
                 return await self._failed(name, exc), Handout()
             return _result(text, structured), Handout()
         try:
-            block = mail_block(await self._mail_items(handout), handout.more_waiting)
+            block = mail_block(await self.session.mail_items(handout), handout.more_waiting)
             if name == "check_messages":
                 text, structured = mail_text(block), block
             elif handout:
@@ -314,27 +314,6 @@ class PeersServer:
         except BaseException:
             self.session.release(handout)
             raise
-
-    async def _mail_items(self, handout: Handout) -> list[dict[str, Any]]:
-        items = []
-        for message in handout.messages:
-            sender = await self.session.sender_of(message)
-            items.append(
-                mail_item(
-                    message_id=message.id,
-                    from_id=message.sender_id,
-                    from_name=message.sender_name,
-                    sender_kind=message.sender_kind.value,
-                    sent_at=iso(message.sent_at),
-                    body=message.body,
-                    reply_to=message.reply_to,
-                    broadcast=message.broadcast,
-                    from_summary=sender.summary if sender else None,
-                    from_cwd=sender.cwd if sender else None,
-                    also_pushed=message.id in handout.also_pushed,
-                )
-            )
-        return items
 
     async def _failed(self, tool: str, exc: PeersError) -> types.CallToolResult:
         allowed = exc.allowed

@@ -36,6 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -45,10 +46,12 @@ from peers.config import Settings
 from peers.errors import BackendError, NameTaken, PeerNotFound, PeersError
 from peers.gitinfo import GitContext, changed_files, git_context
 from peers.log import get_logger
+from peers.mailview import mail_item
 from peers.models import Message, Peer, PeerUpdate, PushState, ReceiveMode
 from peers.procinfo import ancestors, process_start_time
 from peers.service import PeersService
 from peers.transcript import Transcript
+from peers.views import iso
 
 __all__ = [
     "Handout",
@@ -103,6 +106,22 @@ class Handout:
 
     def __bool__(self) -> bool:
         return bool(self.messages)
+
+
+def hook_socket_paths() -> list[str]:
+    """Where this server listens for its own hooks: by Claude Code session id, and by agent process."""
+    from peers import runtime
+    from peers.procinfo import find_agent_process
+
+    paths: list[str] = []
+    session_id = os.environ.get("CLAUDE_CODE_SESSION_ID")
+    if session_id:
+        paths.append(runtime.session_socket(session_id))
+    agent = find_agent_process(os.getpid())
+    identity = runtime.process_identity(agent.pid) if agent is not None else None
+    if identity is not None:
+        paths.append(runtime.agent_socket(identity))
+    return paths
 
 
 def detect_tty(pid: int | None = None) -> str | None:
@@ -175,6 +194,7 @@ class Session:
         self._acking: set[str] = set()
         self._ack_send, self._ack_recv = anyio.create_memory_object_stream[str](math.inf)
         self._push_saved: PushState | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
 
     # -- registration ----------------------------------------------------------
 
@@ -284,12 +304,48 @@ class Session:
 
     def start(self, tg: anyio.abc.TaskGroup, deliver: PushCallback | None = None) -> None:
         """Start the session's loops, each restarted if it fails: only shutdown ends them."""
+        self._tg = tg
         tg.start_soon(self.supervise, "heartbeat", self.keep_alive)
         tg.start_soon(self.supervise, "files", self.refresh_files)
         tg.start_soon(self.supervise, "acks", self.ack_loop)
+        tg.start_soon(self.supervise, "upkeep", self._upkeep)
         if deliver is not None and self.push_state is not PushState.OFF:
             tg.start_soon(self.supervise, "push", lambda: self.push_loop(deliver))
             tg.start_soon(self.supervise, "transcript", self.watch_transcript)
+
+    def listen_for_hooks(self, tg: anyio.abc.TaskGroup) -> None:
+        """Answer this session's hooks on its private sockets (see :mod:`peers.runtime`).
+
+        Called as early as possible: a client may run its first hook (SessionStart,
+        the first prompt) while this server is still starting.
+        """
+        from peers.hookhandler import SessionHooks
+        from peers.hookserver import HookListener
+
+        paths = hook_socket_paths()
+        if paths:
+            listener = HookListener(paths, SessionHooks(self))
+            tg.start_soon(self.supervise, "hooks", listener.serve)
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background of the session (errors are logged, not raised)."""
+
+        async def run() -> None:
+            try:
+                await work
+            except PeersError as exc:
+                log.debug("background work failed", error=str(exc))
+            except Exception:
+                log.exception("background work failed")
+
+        if self._tg is None:
+            return
+        self._tg.start_soon(run)
+
+    async def _upkeep(self) -> None:
+        from peers.upkeep import run_upkeep
+
+        await run_upkeep(self.service, lambda: self.peer.id if self.peer is not None else None)
 
     async def supervise(
         self,
@@ -391,6 +447,28 @@ class Session:
         self._senders[message.sender_id] = (time.monotonic(), peer)
         return peer
 
+    async def mail_items(self, handout: Handout) -> list[dict[str, Any]]:
+        """The messages of a handout as the model sees them (:func:`peers.mailview.mail_item`)."""
+        items = []
+        for message in handout.messages:
+            sender = await self.sender_of(message)
+            items.append(
+                mail_item(
+                    message_id=message.id,
+                    from_id=message.sender_id,
+                    from_name=message.sender_name,
+                    sender_kind=message.sender_kind.value,
+                    sent_at=iso(message.sent_at),
+                    body=message.body,
+                    reply_to=message.reply_to,
+                    broadcast=message.broadcast,
+                    from_summary=sender.summary if sender else None,
+                    from_cwd=sender.cwd if sender else None,
+                    also_pushed=message.id in handout.also_pushed,
+                )
+            )
+        return items
+
     # -- what the model was shown ----------------------------------------------
 
     def _mark_shown(self, ids: list[str]) -> None:
@@ -446,6 +524,33 @@ class Session:
                 break
         if batch:
             await self._ack(batch)
+
+    def step_done(self) -> None:
+        """An agent step (a hook's moment) passed: pushes before it are due at the next one."""
+        self.results_written += 1
+
+    async def note_hooks_seen(self, at: float) -> None:
+        """Store that a hook of this session reached it (``Peer.hooks_at``)."""
+        peer = self.peer
+        if peer is not None:
+            self.peer = await self.service.transport.update_peer(peer.id, PeerUpdate(hooks_at=at))
+
+    async def record_edits(self, paths: list[str]) -> None:
+        """Files the agent just edited (from its hooks), added to what other sessions see at once.
+
+        Only paths inside the repository count (they are relative); the next git
+        refresh replaces the list with what git says, which includes them while
+        they hold uncommitted changes.
+        """
+        peer = self.peer
+        inside = [p for p in paths if not os.path.isabs(p)]
+        if peer is None or not inside:
+            return
+        files = tuple(dict.fromkeys([*inside, *peer.files]))[: c.MAX_FILES]
+        if files == peer.files:
+            return
+        async with self._summary_lock:
+            self.peer = await self.service.set_activity(peer.id, files)
 
     def call_started(self) -> int:
         """The epoch of a tool call that starts now (see :meth:`take_mail`)."""

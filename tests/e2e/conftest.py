@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,8 +15,20 @@ from peers.mcpclient import PeerClient
 from peers.transports import create_transport
 
 
+@pytest.fixture
+def runtime_dir() -> Iterator[str]:
+    """The sessions' hook sockets: a short path of the test's own (sun_path is ~100 bytes)."""
+    path = tempfile.mkdtemp(prefix="pr-", dir="/tmp")
+    try:
+        yield str(Path(path) / "run")
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis_real)])
-def store_env(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> dict[str, str]:
+def store_env(
+    request: pytest.FixtureRequest, tmp_path: Path, namespace: str, runtime_dir: str
+) -> dict[str, str]:
     """Environment for sessions sharing one store: a SQLite file or the test redis-server."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/peers.db"
@@ -28,6 +42,7 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) ->
         "CLAUDE_PROJECT_DIR": str(tmp_path),
         "CLAUDE_CONFIG_DIR": str(tmp_path / "claude"),
         "XDG_STATE_HOME": str(tmp_path / "state"),
+        "PEERS_RUNTIME_DIR": runtime_dir,
     }
 
 

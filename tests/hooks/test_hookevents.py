@@ -113,7 +113,9 @@ def test_stop_and_deny_shapes() -> None:
 
 def test_budget_keeps_the_newest_whole() -> None:
     blocks = [f"message {i}: " + "x" * 900 for i in range(10)]
-    text, shown = fit_to_budget("10 new messages:", blocks, "{} older: call check_messages", 4096)
+    text, shown = fit_to_budget(
+        "10 new messages:", blocks, lambda n: f"{n} older: call check_messages", 4096
+    )
     assert len(text.encode()) <= 4096
     assert shown == 4
     assert all(block in text for block in blocks[-4:])
@@ -122,13 +124,15 @@ def test_budget_keeps_the_newest_whole() -> None:
 
 
 def test_budget_everything_fits() -> None:
-    text, shown = fit_to_budget("2 new messages:", ["a", "b"], "{} more")
+    text, shown = fit_to_budget("2 new messages:", ["a", "b"], lambda n: f"{n} more")
     assert (text, shown) == ("2 new messages:\n\na\n\nb", 2)
 
 
 def test_budget_one_huge_message_is_cut_and_not_shown() -> None:
     huge = "y" * 20_000
-    text, shown = fit_to_budget("1 new message:", [huge], "{} not shown whole: call check_messages")
+    text, shown = fit_to_budget(
+        "1 new message:", [huge], lambda n: f"{n} not shown whole: call check_messages"
+    )
     assert shown == 0
     assert len(text.encode()) <= 4096
     assert text.endswith("1 not shown whole: call check_messages")
