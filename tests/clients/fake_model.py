@@ -97,7 +97,7 @@ class ToolResult:
         return json.loads(self.payload)
 
 
-_CODEX_PREAMBLE = re.compile(r"Wall time: [0-9.]+ seconds\nOutput:\n")
+_CODEX_PREAMBLE = re.compile(r"(Exit code: -?\d+\n)?Wall time: [0-9.]+ seconds\nOutput:\n")
 _UNTRUSTED = re.compile(r"<untrusted_context>\n?(.*?)\n?</untrusted_context>", re.DOTALL)
 
 
@@ -418,16 +418,28 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(turn, Call):
             name = request.called_name or _bare_pattern(turn.tool)
             namespace = _openai_namespace_of(body, name)
-            item: dict[str, Any] = {
-                "type": "function_call",
-                "id": model.new_id("fc"),
-                "call_id": model.new_id("call"),
-                "name": name,
-                "arguments": json.dumps(turn.args),
-                "status": "completed",
-            }
-            if namespace:
-                item["namespace"] = namespace
+            item: dict[str, Any]
+            if _openai_is_custom(body, name):
+                # A freeform tool (apply_patch): its input is the raw text, not JSON.
+                item = {
+                    "type": "custom_tool_call",
+                    "id": model.new_id("ctc"),
+                    "call_id": model.new_id("call"),
+                    "name": name,
+                    "input": str(turn.args.get("input", "")),
+                    "status": "completed",
+                }
+            else:
+                item = {
+                    "type": "function_call",
+                    "id": model.new_id("fc"),
+                    "call_id": model.new_id("call"),
+                    "name": name,
+                    "arguments": json.dumps(turn.args),
+                    "status": "completed",
+                }
+                if namespace:
+                    item["namespace"] = namespace
         else:
             item = {
                 "type": "message",
@@ -538,6 +550,13 @@ def _openai_tools(body: dict[str, Any]) -> Iterator[tuple[str | None, str]]:
                     yield space, str(inner["name"])
         elif tool.get("name"):
             yield None, str(tool["name"])
+
+
+def _openai_is_custom(body: dict[str, Any], name: str) -> bool:
+    return any(
+        isinstance(t, dict) and t.get("type") == "custom" and t.get("name") == name
+        for t in body.get("tools") or []
+    )
 
 
 def _openai_namespace_of(body: dict[str, Any], name: str) -> str | None:
