@@ -104,3 +104,25 @@ def codex(make_driver: Callable[..., Driver]) -> Driver:
 @pytest.fixture
 def gemini(make_driver: Callable[..., Driver]) -> Driver:
     return make_driver("gemini")
+
+
+@pytest.fixture
+def claude_tmux(claude: Driver, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``claude_tmux(*args)``: an interactive Claude Code in tmux (skips without tmux)."""
+    from claude_tmux import ClaudeTmux, tmux_missing
+
+    missing = tmux_missing()
+    if missing:
+        pytest.skip(missing)
+    sessions: list[ClaudeTmux] = []
+
+    def start(*args: str) -> ClaudeTmux:
+        session = ClaudeTmux(claude, tmp_path, *args)  # type: ignore[arg-type]
+        sessions.append(session)
+        return session.start()
+
+    try:
+        yield start
+    finally:
+        for session in sessions:
+            session.stop()
