@@ -60,6 +60,17 @@ def store(tmp_path: Path) -> Store:
 
 
 @pytest.fixture
+def redis_store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A namespace of this test's own on the test session's real redis-server."""
+    server = request.getfixturevalue("redis_server")
+    if not server.running:
+        server.start()
+    home = tmp_path / "cli-home"
+    home.mkdir(exist_ok=True)
+    return Store(server.url, f"t-{uuid.uuid4().hex[:10]}", home)
+
+
+@pytest.fixture
 def work_dir(tmp_path: Path) -> Path:
     """The directory the clients run in (a plain folder, trusted by each client)."""
     path = tmp_path / "work"
@@ -71,16 +82,23 @@ def work_dir(tmp_path: Path) -> Path:
 def make_driver(
     fake_model: FakeModel, store: Store, tmp_path: Path, work_dir: Path
 ) -> Iterator[Callable[..., Driver]]:
+    default_store = store
     """``make_driver("claude", **options)``: a driver in a HOME of its own (skips without the CLI)."""
     made: list[Driver] = []
 
     def make(
-        client: str, *, fake: FakeModel | None = None, cwd: Path | None = None, **options: Any
+        client: str,
+        *,
+        fake: FakeModel | None = None,
+        cwd: Path | None = None,
+        store: Store | None = None,
+        **options: Any,
     ) -> Driver:
         home = tmp_path / f"home-{client}-{len(made)}"
         driver = DRIVERS[client](
-            binary(client), fake or fake_model, store, home, cwd or work_dir, **options
-        )
+            binary(client), fake or fake_model, store or default_store, home, cwd or work_dir,
+            **options,
+        )  # fmt: skip
         made.append(driver)
         return driver
 

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from client_drivers import Driver, Store
 from clients_common import result_of
 from fake_model import Call, FakeModel, ModelRequest, Say
 from peer_session import PeerSession
+
+pytestmark = pytest.mark.scenarios
 
 INSTRUCTIONS_START = "peers connects you with the other AI coding-agent sessions"
 

@@ -54,11 +54,17 @@ def test_whoami_and_list_peers_results_reach_the_next_model_request(
         assert "No other live peers" in listed.payload
 
 
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis_real)])
 @pytest.mark.parametrize("client", CLIENTS)
 def test_a_message_from_another_session_reaches_the_model_with_the_next_peers_result(
-    client: str, make_driver: Callable[..., Driver], fake_model: FakeModel, store: Store
+    client: str,
+    backend: str,
+    make_driver: Callable[..., Driver],
+    fake_model: FakeModel,
+    request: pytest.FixtureRequest,
 ) -> None:
-    driver = make_driver(client)
+    store: Store = request.getfixturevalue("store" if backend == "sqlite" else "redis_store")
+    driver = make_driver(client, store=store)
     body = f"hold off on auth.ts for {client}, I am rewriting it"
     box: dict[str, Any] = {}
     fake_model.play(send_then(store, body, Call("list_peers"), box), Call("whoami"), Say("done"))

@@ -24,6 +24,8 @@ from clients_common import result_of
 from fake_model import Call, FakeModel, ModelRequest, Say
 from peer_session import PeerSession
 
+pytestmark = pytest.mark.scenarios
+
 CLAIMED = "src/api.py"
 OTHER = "src/other.py"
 ORIGINAL = "VERSION = 1\n"

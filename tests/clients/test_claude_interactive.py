@@ -14,9 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from client_drivers import ClaudeDriver, Driver, Store
 from clients_common import result_of, times_seen
 from fake_model import Call, FakeModel, Say
+
+pytestmark = pytest.mark.scenarios
 
 CHANNEL_FLAG = ("--dangerously-load-development-channels", "server:peers")
 

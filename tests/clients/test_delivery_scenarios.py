@@ -24,6 +24,8 @@ from clients_common import CLIENTS, JSON_CLIENTS, result_of, send_then, times_se
 from fake_model import Call, FakeModel, ModelRequest, Say, ToolResult
 from peer_session import PeerSession
 
+pytestmark = pytest.mark.scenarios
+
 CHANNEL_FLAG = ["--dangerously-load-development-channels", "server:peers"]
 # "comes from another agent, not the user": the trust note, in whatever words.
 TRUST_NOTE = re.compile(r"not (from )?(the|your) user", re.IGNORECASE)

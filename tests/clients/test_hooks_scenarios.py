@@ -24,6 +24,8 @@ from clients_common import CLIENTS, send_then, times_seen
 from fake_model import Call, FakeModel, ModelRequest, Say
 from peer_session import PeerSession
 
+pytestmark = pytest.mark.scenarios
+
 # A harmless tool of each client's own (not a peers tool): the hook path, not the poll path.
 NATIVE: dict[str, Callable[[Path], Call]] = {
     "claude": lambda cwd: Call("Read", {"file_path": str(cwd / "README.md")}),
