@@ -9,11 +9,13 @@ written on (the report lists which, and why).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from client_config import peers_command
 from client_drivers import Driver, Store
 from clients_common import result_of
 from fake_model import Call, FakeModel, ModelRequest, Say
@@ -89,6 +91,32 @@ def test_codex_first_request_has_the_peers_tools_and_instructions(
         f"peers tools missing: {first.tool_names()}\n{run.describe()}"
     )
     assert INSTRUCTIONS_START in json.dumps(first.body), "the server's instructions are missing"
+
+
+def test_a_peers_command_in_codexs_shell_sandbox_finishes_within_two_seconds(
+    make_driver: Callable[..., Driver], fake_model: FakeModel, store: Store
+) -> None:
+    """In Codex's sandbox ``send()`` on any socket fails (EPERM): asyncio's wake-up hangs.
+
+    The command must work there, or say in one line why not (and that the session's
+    peers tools still work) within 2 s.
+    """
+    codex = make_driver("codex", sandbox="workspace-write", approval="never")
+    command, args = peers_command()
+    peers = " ".join([command, *args[:-1]])
+    shell = (
+        f"PEERS_URL={store.url} PEERS_NAMESPACE={store.namespace} timeout 8 {peers} list; "
+        "echo exit=$?"
+    )
+    fake_model.play(Call("exec_command", {"cmd": shell, "yield_time_ms": 10000}), Say("done"))
+    run = codex.run("Run peers list.")
+    (result,) = fake_model.agent_requests()[1].tool_results()
+    wall = re.search(r"Wall time: ([0-9.]+) seconds", result.text)
+    assert wall, run.describe()
+    assert "exit=124" not in result.text, f"peers list hung in the sandbox:\n{result.text}"
+    assert float(wall.group(1)) < 2.0, result.text
+    if "exit=0" not in result.text:
+        assert "tool" in result.text.lower(), f"no word on the peers tools: {result.text}"
 
 
 # -- Gemini CLI ------------------------------------------------------------------------------
