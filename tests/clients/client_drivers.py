@@ -417,12 +417,25 @@ class ClaudeDriver(Driver):
         ]  # fmt: skip
 
     def transcript(self, session_id: str) -> list[dict[str, Any]]:
-        """The session's transcript (``~/.claude/projects/<cwd with / as ->/<id>.jsonl``)."""
-        folder = self.home / ".claude" / "projects" / str(self.cwd).replace("/", "-")
-        path = folder / f"{session_id}.jsonl"
-        if not path.exists():
+        """The session's transcript (``~/.claude/projects/<cwd as a slug>/<id>.jsonl``)."""
+        found = sorted((self.home / ".claude" / "projects").glob(f"*/{session_id}.jsonl"))
+        if not found:
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in found[0].read_text().splitlines() if line.strip()]
+
+    def mcp_log(self) -> list[dict[str, Any]]:
+        """Claude Code's log of the peers server, every run in this HOME, oldest first.
+
+        ``~/.cache/claude-cli-nodejs/<cwd slug>/mcp-logs-peers/*.jsonl``: connection
+        time, tool calls and errors, the server's stderr, and how it ended.
+        """
+        entries: list[dict[str, Any]] = []
+        logs = self.home / ".cache" / "claude-cli-nodejs"
+        for path in sorted(logs.glob("*/mcp-logs-peers/*.jsonl")):
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    entries.append(json.loads(line))
+        return entries
 
 
 @dataclass

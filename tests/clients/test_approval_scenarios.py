@@ -1,6 +1,10 @@
-"""Issue 9 §3-4 with the real CLIs: peers tools run without approval prompts in Codex and
-Gemini CLI, Gemini's own extra argument is accepted, and Codex sees the tools on its
-first request without waiting.
+"""Issue 9 §3-4 with the real CLIs: the clients' gates and the server's start and end.
+
+Peers tools run without approval prompts in Codex and Gemini CLI; Gemini's own extra
+argument is accepted; Codex sees the tools on its first request without waiting; a
+``peers`` command in Codex's shell sandbox finishes; ``peers serve`` ends within
+Claude Code's SIGINT grace. The timed ones (first request, 2 s, 100 ms) are load
+sensitive on a busy machine.
 
 Written against the behaviour the issue asks for; they fail on the code they were
 written on (the report lists which, and why).
@@ -16,7 +20,7 @@ from typing import Any
 
 import pytest
 from client_config import peers_command
-from client_drivers import Driver, Store
+from client_drivers import ClaudeDriver, Driver, Store
 from clients_common import result_of
 from fake_model import Call, FakeModel, ModelRequest, Say
 from peer_session import PeerSession
@@ -117,6 +121,20 @@ def test_a_peers_command_in_codexs_shell_sandbox_finishes_within_two_seconds(
     assert float(wall.group(1)) < 2.0, result.text
     if "exit=0" not in result.text:
         assert "tool" in result.text.lower(), f"no word on the peers tools: {result.text}"
+
+
+def test_peers_serve_ends_within_claude_codes_sigint_grace(
+    claude: Driver, fake_model: FakeModel
+) -> None:
+    """Claude Code sends SIGINT at exit and SIGTERM 100 ms later, logging "SIGINT failed"."""
+    assert isinstance(claude, ClaudeDriver)
+    fake_model.play(Call("whoami"), Say("done"))
+    claude.run("Who am I?")
+    lines = [str(e.get("debug") or e.get("error") or "") for e in claude.mcp_log()]
+    assert any("Sending SIGINT" in line for line in lines), lines
+    assert not any("SIGINT failed" in line for line in lines), (
+        "peers serve outlived SIGINT by 100 ms:\n" + "\n".join(lines[-6:])
+    )
 
 
 # -- Gemini CLI ------------------------------------------------------------------------------
