@@ -20,8 +20,9 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -94,10 +95,11 @@ def find_binary(client: str) -> ClientBinary | str:
         result = f"{client} CLI needs node, which is not on PATH"
     else:
         try:
-            done = subprocess.run(
-                [path, "--version"], capture_output=True, text=True, timeout=60,
-                env=_base_env(Path(os.environ.get("TMPDIR", "/tmp")), path),
-            )  # fmt: skip
+            with tempfile.TemporaryDirectory(prefix="peers-version-") as home:
+                done = subprocess.run(
+                    [path, "--version"], capture_output=True, text=True, timeout=60,
+                    env=_base_env(Path(home), path),
+                )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
             result = f"{client} CLI at {path} does not run: {exc}"
         else:
@@ -240,6 +242,7 @@ class Run:
         )
 
     def check(self) -> Run:
+        assert not self.fake.errors, self.describe()
         assert not self.timed_out and self.returncode == 0, self.describe()
         return self
 
@@ -545,5 +548,3 @@ DRIVERS: dict[str, type[Driver]] = {
     "codex": CodexDriver,
     "gemini": GeminiDriver,
 }
-
-DriverFactory = Callable[..., Driver]

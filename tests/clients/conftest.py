@@ -7,6 +7,7 @@ does not run is skipped with the reason (see client_drivers.find_binary).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,8 +29,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _no_developer_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     # The drivers build each environment from scratch; this keeps helpers honest too.
-    import os
-
     for key in list(os.environ):
         if key.startswith("PEERS_") and key not in (
             "PEERS_CLIENTS_DIR", "PEERS_CLIENTS_ENTRY",

@@ -147,9 +147,6 @@ class ModelRequest:
         """Everything the model reads in this request as one string (system, messages, results)."""
         return _context_text(self.api, self.body)
 
-    def last_user_text(self) -> str:
-        return _last_user_text(self.api, self.body)
-
 
 class FakeModel:
     """A scripted model server on 127.0.0.1 (use as a context manager)."""
@@ -158,10 +155,10 @@ class FakeModel:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self._script: list[Turn] = []
         self.requests: list[ModelRequest] = []
         self.unmatched: list[str] = []  # paths the fake does not know
+        self.errors: list[str] = []  # scripted turns that raised
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -213,17 +210,19 @@ class FakeModel:
         with self._lock:
             self._script = list(turns)
 
-    def add(self, *turns: Turn) -> None:
-        """Append turns to the script."""
-        with self._lock:
-            self._script.extend(turns)
-
     def _next_turn(self, request: ModelRequest) -> Say | Call:
         with self._lock:
             turn = self._script.pop(0) if self._script else Say("done.")
-        if not isinstance(turn, Say | Call):
-            turn = turn(request)
-        return turn
+        if isinstance(turn, Say | Call):
+            return turn
+        try:
+            return turn(request)
+        except Exception as exc:
+            # A failing turn function (an assertion in the test's script) ends the
+            # client's turn at once; the test sees it in `errors` (Run.check fails).
+            with self._lock:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            return Say(f"fake model: the scripted turn failed: {exc}")
 
     # -- the log -------------------------------------------------------------------
 
@@ -236,41 +235,9 @@ class FakeModel:
         with self._lock:
             return [r for r in self.requests if not r.agent]
 
-    def after_call(self, tool: str) -> list[ModelRequest]:
-        """The agent requests that followed a played call of ``tool`` (bare name or glob)."""
-        found: list[ModelRequest] = []
-        seen = False
-        for request in self.agent_requests():
-            if seen:
-                found.append(request)
-            played = request.played
-            if isinstance(played, Call) and _bare_pattern(played.tool) == _bare_pattern(tool):
-                seen = True
-        return found
-
-    def wait_for(
-        self, predicate: Callable[[list[ModelRequest]], bool], timeout: float
-    ) -> list[ModelRequest]:
-        """Block until ``predicate(agent requests)`` holds; TimeoutError after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                agent = [r for r in self.requests if r.agent]
-                if predicate(agent):
-                    return agent
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"the model saw no such request within {timeout}s")
-                self._changed.wait(left)
-
     def _log(self, request: ModelRequest) -> None:
-        with self._changed:
+        with self._lock:
             self.requests.append(request)
-            self._changed.notify_all()
-
-    def _answered(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids):04d}"
@@ -281,6 +248,7 @@ class FakeModel:
         for r in self.requests:
             what = r.played if r.played is not None else "-"
             lines.append(f"{r.api} {r.path} agent={r.agent} played={what}")
+        lines += [f"scripted turn failed: {e}" for e in self.errors]
         return "\n".join(lines) or "(no requests)"
 
 
@@ -312,25 +280,22 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"_raw": raw.decode("utf-8", "replace")}
         path = urlsplit(self.path).path
         model = self.model
-        try:
-            if path.endswith("/messages/count_tokens"):
-                model._log(ModelRequest("anthropic", path, body, agent=False))
-                self._send_json(200, {"input_tokens": _estimate_tokens(body)})
-            elif path.endswith("/messages"):
-                self._anthropic(path, body)
-            elif path.endswith("/responses"):
-                self._openai(path, body)
-            elif ":countTokens" in path:
-                model._log(ModelRequest("gemini", path, body, agent=False))
-                self._send_json(200, {"totalTokens": _estimate_tokens(body)})
-            elif ":streamGenerateContent" in path or ":generateContent" in path:
-                self._gemini(path, body, stream=":streamGenerateContent" in path)
-            else:
-                model._log(ModelRequest("other", path, body, agent=False))
-                model.unmatched.append(f"POST {path}")
-                self._send_json(404, {"error": {"message": f"no such endpoint: {path}"}})
-        finally:
-            model._answered()
+        if path.endswith("/messages/count_tokens"):
+            model._log(ModelRequest("anthropic", path, body, agent=False))
+            self._send_json(200, {"input_tokens": _estimate_tokens(body)})
+        elif path.endswith("/messages"):
+            self._anthropic(path, body)
+        elif path.endswith("/responses"):
+            self._openai(path, body)
+        elif ":countTokens" in path:
+            model._log(ModelRequest("gemini", path, body, agent=False))
+            self._send_json(200, {"totalTokens": _estimate_tokens(body)})
+        elif ":streamGenerateContent" in path or ":generateContent" in path:
+            self._gemini(path, body, stream=":streamGenerateContent" in path)
+        else:
+            model._log(ModelRequest("other", path, body, agent=False))
+            model.unmatched.append(f"POST {path}")
+            self._send_json(404, {"error": {"message": f"no such endpoint: {path}"}})
 
     # -- replies ----------------------------------------------------------------------
 
@@ -672,26 +637,6 @@ def _context_text(api: Api, body: dict[str, Any]) -> str:
     for key in ("system", "instructions", "systemInstruction", "messages", "input", "contents"):
         walk(body.get(key))
     return "\n".join(pieces)
-
-
-def _last_user_text(api: Api, body: dict[str, Any]) -> str:
-    if api == "anthropic":
-        for message in reversed(body.get("messages") or []):
-            if message.get("role") == "user":
-                return _text_of(message.get("content"))
-    elif api == "openai":
-        for item in reversed(body.get("input") or []):
-            if isinstance(item, dict) and item.get("role") == "user":
-                return _text_of(item.get("content"))
-    elif api == "gemini":
-        for content in reversed(body.get("contents") or []):
-            if content.get("role") == "user":
-                return "".join(
-                    str(p.get("text", ""))
-                    for p in content.get("parts") or []
-                    if isinstance(p, dict)
-                )
-    return ""
 
 
 def _gemini_json_answer(body: dict[str, Any]) -> Any:

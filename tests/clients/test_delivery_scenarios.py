@@ -164,14 +164,15 @@ def test_a_message_carries_its_sender_a_trust_note_and_how_to_reply(
             target = store.wait_peers(2)
             me = next(p for p in target if p["id"] != alice.id)
             sent.update(alice.call_ok("send_message", to_id=me["id"], message=body))
-            return Call("list_peers")
+            # whoami, not list_peers: a listing would show alice's summary by itself.
+            return Call("whoami")
 
         fake_model.play(alice_writes, Say("done"))
         run = driver.run("Work, and keep an eye on your peers.")
 
     requests = fake_model.agent_requests()
     assert len(requests) == 2, run.describe()
-    listed = result_of(requests[1], "list_peers")
+    listed = result_of(requests[1], "whoami")
     message_id = sent["message_id"]
     if client in JSON_CLIENTS:
         (message,) = listed.json()["new_messages"]
