@@ -71,12 +71,9 @@ def mail_item(
         "reply_to": reply_to,
         "broadcast": broadcast,
         "body": body,
-        # The exact send_message arguments that answer it (the model writes `message`).
-        "reply_with": (
-            {"tool": "send_message", "arguments": {"to_id": from_id, "reply_to": message_id}}
-            if verified
-            else None
-        ),
+        # The exact send_message arguments that answer it (the model adds `message`);
+        # None for a command-line sender, whom nobody can answer.
+        "reply_with": {"to_id": from_id, "reply_to": message_id} if verified else None,
         "trust": TRUST_PEER if verified else TRUST_CLI,
     }
     if also_pushed:
@@ -143,10 +140,9 @@ def mail_text(block: Mapping[str, Any]) -> str:
         lines.append(item["body"])
         reply = item.get("reply_with")
         if reply:
-            args = reply["arguments"]
             lines.append(
-                f'--- to answer: send_message(to_id="{args["to_id"]}", '
-                f'reply_to="{args["reply_to"]}", message="...")'
+                f'--- to answer: send_message(to_id="{reply["to_id"]}", '
+                f'reply_to="{reply["reply_to"]}", message="...")'
             )
         lines.append(f"--- {item['trust']}")
     if block.get("more_hint"):

@@ -35,10 +35,7 @@ def _item(**overrides: object) -> dict[str, object]:
 def test_a_message_carries_its_sender_how_to_answer_and_the_trust_note() -> None:
     item = _item(reply_to="01xyz", broadcast=True)
     assert item["verified"] is True
-    assert item["reply_with"] == {
-        "tool": "send_message",
-        "arguments": {"to_id": "k3j4h5", "reply_to": "01abc"},
-    }
+    assert item["reply_with"] == {"to_id": "k3j4h5", "reply_to": "01abc"}
     assert item["trust"] == TRUST_PEER
     text = mail_text(mail_block([item]))
     for part in (

@@ -75,12 +75,14 @@ def test_claude_print_mode_with_the_channel_flag_loses_no_message(
 
 @pytest.mark.parametrize(
     ("flag", "state"),
-    [pytest.param(True, "unconfirmed", id="flag"), pytest.param(False, "off", id="no-flag")],
+    [pytest.param(True, "off", id="flag"), pytest.param(False, "off", id="no-flag")],
 )
 def test_claude_whoami_says_whether_push_is_confirmed(
     flag: bool, state: str, claude: Driver, fake_model: FakeModel, store: Store
 ) -> None:
-    """Flag seen but nothing proven: "unconfirmed"; no flag: "off" (never a guessed "push")."""
+    """Never a guessed "push": print mode ignores the channel flag always (CLIENTS.md), so
+    its push is "off" with the flag too; "unconfirmed" (flag seen, nothing proven yet) is
+    for interactive sessions (test_claude_interactive.py)."""
     live: dict[str, Any] = {}
 
     def look(request: ModelRequest) -> Call:
@@ -175,18 +177,12 @@ def test_a_message_carries_its_sender_a_trust_note_and_how_to_reply(
     listed = result_of(requests[1], "whoami")
     message_id = sent["message_id"]
     if client in JSON_CLIENTS:
-        (message,) = listed.json()["new_messages"]
+        (message,) = listed.json()["new_mail"]["messages"]
         assert message["from_id"] == alice.id and message["from_name"] == "alice"
         assert message["verified"] is True
         assert message.get("from_summary") == "rewriting the auth types", message
         assert message.get("from_cwd") == str(driver.cwd), message
-        assert message.get("reply_with") == {
-            "to_id": alice.id, "reply_to": message_id
-        } or (
-            isinstance(message.get("reply_with"), dict)
-            and message["reply_with"].get("to_id") == alice.id
-            and message["reply_with"].get("reply_to") == message_id
-        ), message  # fmt: skip
+        assert message.get("reply_with") == {"to_id": alice.id, "reply_to": message_id}, message
         assert any(TRUST_NOTE.search(s) for s in _strings(listed.json())), listed.text
     else:
         text = listed.payload
