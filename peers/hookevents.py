@@ -37,6 +37,11 @@ __all__ = [
     "render_outcome",
 ]
 
+# Why a turn is continued, where the mail itself travels beside the reason (Claude Code).
+STOP_REASON = (
+    "peers: unread messages from other agent sessions arrived before you finished; they are "
+    "in the hook context. Read them, act on them if needed, then end your turn."
+)
 # What one hook may print, at most: past that, the newest messages whole, then a
 # count and "call check_messages" for the rest, which stay unread.
 OUTPUT_BUDGET = 4096
@@ -140,6 +145,18 @@ def render_outcome(
         return "", outcome.deny_tool, 2
     if event is HookEvent.STOP and outcome.block_stop:
         decision = "deny" if gemini else "block"
+        if client == "claude":
+            # Claude Code shows a Stop hook's reason to the model twice (as feedback and as
+            # a "blocking error"), its additionalContext once: the mail goes there.
+            doc = {
+                "decision": decision,
+                "reason": STOP_REASON,
+                "hookSpecificOutput": {
+                    "hookEventName": client_event,
+                    "additionalContext": outcome.block_stop,
+                },
+            }
+            return json.dumps(doc, ensure_ascii=False), "", 0
         return json.dumps({"decision": decision, "reason": outcome.block_stop}), "", 0
     if outcome.context and event is not HookEvent.STOP:
         context = {"hookEventName": client_event, "additionalContext": outcome.context}

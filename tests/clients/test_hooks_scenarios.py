@@ -131,7 +131,7 @@ def test_a_turn_ending_with_unread_mail_is_continued_once(
     requests = fake_model.agent_requests()
     assert len(requests) == 2, f"expected one continuation:\n{run.describe()}"
     assert body in requests[1].context()
-    assert times_seen(fake_model, body) == 1
+    assert times_seen(fake_model, body) == 1, requests[1].context()
 
 
 @pytest.mark.parametrize("client", CLIENTS)

@@ -149,7 +149,7 @@ async def test_stop_continues_the_turn_once_with_unread_mail(
         code, out, _, _ = await hook(s2, "Stop", {"stop_hook_active": False})
         doc = json.loads(out)
         assert code == 0 and doc["decision"] == "block"
-        assert "wait, main is red" in doc["reason"]
+        assert "wait, main is red" in doc["hookSpecificOutput"]["additionalContext"]
         await until(lambda: _acked(store, me["id"]))
         code, out, _, _ = await hook(s2, "Stop", {"stop_hook_active": False})
         assert (code, out) == (0, "")

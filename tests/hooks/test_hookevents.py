@@ -8,6 +8,7 @@ import pytest
 
 from peers.clients import HookEvent as Event
 from peers.hookevents import (
+    STOP_REASON,
     Outcome,
     canonical_event,
     edited_paths,
@@ -98,7 +99,15 @@ def test_context_shapes() -> None:
 
 def test_stop_and_deny_shapes() -> None:
     out, _, code = render_outcome("claude", Event.STOP, "Stop", Outcome(block_stop="read mail"))
-    assert json.loads(out) == {"decision": "block", "reason": "read mail"} and code == 0
+    # Claude Code shows a reason twice, a hook's context once: the mail goes in the context.
+    assert json.loads(out) == {
+        "decision": "block",
+        "reason": STOP_REASON,
+        "hookSpecificOutput": {"hookEventName": "Stop", "additionalContext": "read mail"},
+    }
+    assert code == 0
+    out, _, _ = render_outcome("codex", Event.STOP, "Stop", Outcome(block_stop="read mail"))
+    assert json.loads(out) == {"decision": "block", "reason": "read mail"}
     out, _, _ = render_outcome("gemini", Event.STOP, "AfterAgent", Outcome(block_stop="read mail"))
     assert json.loads(out) == {"decision": "deny", "reason": "read mail"}
     assert render_outcome("claude", Event.PRE_TOOL_USE, "PreToolUse", Outcome(deny_tool="held")) == (
