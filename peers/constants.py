@@ -62,9 +62,15 @@ TRANSCRIPT_POLL: Final = 0.25
 # A transcript written this long after a push, with no record of it, proves the
 # channel dropped it (Claude Code writes the transcript every ~100 ms).
 PUSH_DROP_MARGIN: Final = 1.5
+# ... and a record Claude Code created this long after a push, with no record of it, too
+# (it records a channel message the moment it receives it).
+PUSH_RECORD_MARGIN: Final = 0.25
+# ... and so is a tool call sent that long after a push when, this long after the call,
+# the transcript still holds no record of the push (Claude Code writes it every ~100 ms).
+TRANSCRIPT_FLUSH: Final = 0.3
 # A tool call waits at most this long for the transcript to catch up on a push
 # before it carries the message itself.
-TRANSCRIPT_GRACE: Final = 0.3
+TRANSCRIPT_GRACE: Final = 0.5
 
 # An identical send_message from the same session to the same peer within this many
 # seconds is a retry (the first call was cancelled or timed out after it landed):

@@ -575,23 +575,54 @@ class Session:
         # A method, not an inline test: the state changes across awaits.
         return self.push_state is PushState.OFF
 
-    def _due(self, message_id: str, pushed: _Pushed, since: int) -> tuple[bool, bool]:
-        """Whether a pushed message goes with a result of a call of epoch ``since``,
-        and whether the model may have seen it in the channel already."""
-        if self._push_off() or self._dropped(message_id, pushed):
+    def _due(
+        self, message_id: str, pushed: _Pushed, since: int, asked_at: float | None = None
+    ) -> tuple[bool, bool]:
+        """Whether a pushed message goes with a result of a call of epoch ``since`` (made
+        at ``asked_at``), and whether the model may have seen it in the channel already."""
+        if self._push_off() or self._dropped(message_id, pushed, asked_at):
             return True, False  # the channel was proven to drop messages
         return since > pushed.epoch, True
 
-    def _dropped(self, message_id: str, pushed: _Pushed) -> bool:
+    def _dropped(self, message_id: str, pushed: _Pushed, asked_at: float | None = None) -> bool:
+        """Proof that the channel dropped a push: the transcript went on without any record of it.
+
+        Claude Code records a channel message the moment it receives it, so with no record
+        of the message, any of these means it never came: a record created a moment after
+        the push (PUSH_RECORD_MARGIN); the file still written to well after it
+        (PUSH_DROP_MARGIN); or a tool call (made at ``asked_at``) that Claude Code sent a
+        moment after the push, and a transcript that still holds no record of it once
+        Claude Code had time to write it (TRANSCRIPT_FLUSH after the call).
+        """
+        transcript = self.transcript
+        if (
+            transcript is None
+            or message_id in transcript.shown
+            or message_id in transcript.received
+        ):
+            return False
+        if transcript.recorded_since(pushed.at + c.PUSH_RECORD_MARGIN):
+            return True
+        if transcript.written_since(pushed.at + c.PUSH_DROP_MARGIN):
+            return True
+        return (
+            asked_at is not None
+            and transcript.caught_up
+            and pushed.at <= asked_at - c.PUSH_RECORD_MARGIN
+            and time.time() >= asked_at + c.TRANSCRIPT_FLUSH
+        )
+
+    def _unproven(self, message_id: str, pushed: _Pushed, asked_at: float) -> bool:
+        """A push the transcript says nothing about yet: neither received, shown nor dropped."""
         transcript = self.transcript
         return (
             transcript is not None
             and message_id not in transcript.shown
             and message_id not in transcript.received
-            and transcript.written_since(pushed.at + c.PUSH_DROP_MARGIN)
+            and not self._dropped(message_id, pushed, asked_at)
         )
 
-    async def _settle_pushes(self, since: int) -> None:
+    async def _settle_pushes(self, since: int, asked_at: float) -> None:
         """Give the transcript a moment to show pushes a result of this call would carry."""
         transcript = self.transcript
         if transcript is None or self._push_off():
@@ -599,19 +630,33 @@ class Session:
         deadline = time.monotonic() + c.TRANSCRIPT_GRACE
         while True:
             await self._read_transcript()
-            if transcript.path is None:
-                return  # nothing to wait for: the file is nowhere
+            # Claude Code creates the file a moment after the session's first records: a
+            # file not there yet is waited for like one not written to yet.
+            # Every push the transcript is silent on: a moment more may show it received
+            # (the channel works) or the session going on without it (dropped).
             waiting = [
                 message_id
                 for message_id, pushed in self._pushed.items()
-                if since > pushed.epoch and not self._dropped(message_id, pushed)
+                if self._unproven(message_id, pushed, asked_at)
             ]
             if not waiting or self._push_off():
-                return
+                break
             if time.monotonic() >= deadline:
                 log.info("pushed messages not in the transcript; attaching them", count=len(waiting))
-                return
+                break
             await anyio.sleep(0.05)
+        await self._note_drops(asked_at)
+
+    async def _note_drops(self, asked_at: float | None = None) -> None:
+        """Turn push off once the transcript proves the channel dropped a message."""
+        for message_id, pushed in list(self._pushed.items()):
+            if not self._push_off() and self._dropped(message_id, pushed, asked_at):
+                log.warning(
+                    "the channel dropped a message (the transcript went on without it); "
+                    "push is off for this session, its mail comes with tool results",
+                    message_id=message_id,
+                )
+                await self._set_push(PushState.OFF)
 
     def _window(self) -> int:
         """How many pending messages to fetch: past those pushed or reserved, to new ones."""
@@ -627,8 +672,9 @@ class Session:
         peer = self.peer
         if peer is None:
             return Handout()
+        asked_at = time.time()
         if self._pushed:
-            await self._settle_pushes(since)
+            await self._settle_pushes(since, asked_at)
         async with self._mail_lock:
             window = self._window()
             pending = await self.service.pending(peer.id, window)
@@ -640,7 +686,7 @@ class Session:
                     continue
                 pushed = self._pushed.get(message.id)
                 if pushed is not None:
-                    due, maybe_seen = self._due(message.id, pushed, since)
+                    due, maybe_seen = self._due(message.id, pushed, since, asked_at)
                     if not due:
                         continue
                     if maybe_seen:
@@ -719,14 +765,7 @@ class Session:
             if self.push_state is not PushState.CONFIRMED:
                 log.info("push confirmed: the transcript shows channel messages")
                 await self._set_push(PushState.CONFIRMED)
-        for message_id, pushed in list(self._pushed.items()):
-            if not self._push_off() and self._dropped(message_id, pushed):
-                log.warning(
-                    "the channel dropped a message (the transcript went on without it); "
-                    "push is off for this session, its mail comes with tool results",
-                    message_id=message_id,
-                )
-                await self._set_push(PushState.OFF)
+        await self._note_drops()
 
     async def _set_push(self, state: PushState) -> None:
         self.push_state = state

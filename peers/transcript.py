@@ -48,12 +48,16 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 __all__ = ["Transcript", "project_slug", "transcript_path"]
 
 _OPEN_TAG = re.compile(r'<channel source="([^"]*)"([^>]*)>')
+# A record's creation time (and those of objects inside it); a quote inside a JSON string
+# is escaped, so text the model or a tool wrote cannot forge one.
+_TIMESTAMP = re.compile(rb'"timestamp"\s*:\s*"([0-9T:.+\-]+Z?)"')
 _MESSAGE_ID = re.compile(r'(?:^|\s)message_id="([^"]*)"')
 # A single read takes at most this much of a fast-growing file; the rest comes next time.
 _MAX_READ = 8 * 1024 * 1024
@@ -128,7 +132,8 @@ class Transcript:
 
     :meth:`read` takes only what was appended since the last call (whole lines;
     a line still being written is read next time). ``shown`` and ``received``
-    only grow; ``written_at`` is when the file last changed, as of the last read.
+    only grow; ``written_at`` is when the file last changed, as of the last read, and
+    ``latest_at`` the newest creation time of a record read so far (records carry one).
     """
 
     def __init__(self, path: Path, server: str) -> None:
@@ -138,6 +143,7 @@ class Transcript:
         self.shown: set[str] = set()
         self.received: set[str] = set()
         self.written_at: float | None = None
+        self.latest_at: float | None = None
         # False while a fast-growing file has more than one read behind.
         self.caught_up = False
         self._offset = 0
@@ -195,10 +201,20 @@ class Transcript:
         self._offset += end
         self.caught_up = self._offset >= st.st_size
         for line in chunk[:end].splitlines():
+            self._note_time(line)
             # Only records that name a channel message are parsed (tool results can be huge).
             if b"message_id=" in line and b"channel" in line:
                 self._take(line)
         return True
+
+    def _note_time(self, line: bytes) -> None:
+        for raw in _TIMESTAMP.findall(line):
+            try:
+                at = datetime.fromisoformat(raw.decode().replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+            if self.latest_at is None or at > self.latest_at:
+                self.latest_at = at
 
     def _take(self, line: bytes) -> None:
         try:
@@ -210,6 +226,11 @@ class Transcript:
         for kind, text in _texts(record, self.server):
             target = self.shown if kind == "shown" else self.received
             target.update(_message_ids(text, self.server))
+
+    def recorded_since(self, ts: float) -> bool:
+        """True if a record read so far was created at or after ``ts`` (records are appended
+        in creation order, so every record created before it has been read too)."""
+        return self.latest_at is not None and self.latest_at >= ts
 
     def written_since(self, ts: float) -> bool:
         """True if, as of the last read (which took in the whole file), it was written at or

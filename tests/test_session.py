@@ -12,12 +12,14 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from peers import constants as c
 from peers.config import load_settings
 from peers.errors import PeersError
 from peers.mcpclient import channel_text
@@ -132,7 +134,10 @@ async def test_a_push_made_during_a_call_waits_for_a_later_call(rig: Rig) -> Non
         since = rig.session.call_started()  # a call is in flight
         message = await rig.send("sent while the call runs")
         await rig.pushed_all(message)
-        # A working channel shows it after this call's result: not in that result.
+        # A working channel records it as received at once, and shows it after this
+        # call's result: not in that result.
+        text = channel_text("peers", message.body, {"message_id": message.id})
+        rig.record({"type": "queue-operation", "operation": "enqueue", "content": text})
         assert not (await rig.session.take_mail(since)).messages
         rig.session.result_written()
         # The next call: the transcript still does not show it, so the result carries it,
@@ -281,5 +286,43 @@ async def test_pushes_waiting_for_proof_do_not_starve_newer_messages(rig: Rig) -
         await rig.pushed_all(*first)
         late = await rig.send("late")
         await rig.pushed_all(late)
+
+    await running(rig, body)
+
+
+async def test_a_record_created_after_the_push_without_it_is_proof_of_a_drop(rig: Rig) -> None:
+    """Claude Code records a channel message as it receives it: a later record without it
+    (a prompt the user typed a moment after the push) proves the drop, without waiting
+    for the file's own clock."""
+    async def body() -> None:
+        message = await rig.send("dropped while idle")
+        await rig.pushed_all(message)
+        typed = datetime.fromtimestamp(time.time() + 0.5, UTC).isoformat().replace("+00:00", "Z")
+        rig.record(
+            {"type": "user", "message": {"role": "user", "content": "the user types"},
+             "origin": {"kind": "human"}, "timestamp": typed}
+        )  # fmt: skip
+        # The very next result carries it, proven unseen, on its first call: no step later.
+        handout = await rig.session.take_mail(rig.session.call_started())
+        assert [m.id for m in handout.messages] == [message.id]
+        assert not handout.also_pushed
+
+    await running(rig, body)
+
+
+async def test_a_call_well_after_a_push_with_a_silent_transcript_proves_the_drop(rig: Rig) -> None:
+    """Claude Code would have recorded the push on receipt: a tool call it sent later, and a
+    transcript that still holds nothing of the push once it had time to write, is proof."""
+    async def body() -> None:
+        message = await rig.send("dropped before this call")
+        await rig.pushed_all(message)
+        pushed_at = rig.session._pushed[message.id].at
+        with anyio.fail_after(10):  # the call comes a moment after the push
+            while time.time() < pushed_at + c.PUSH_RECORD_MARGIN:
+                await anyio.sleep(0.01)
+        handout = await rig.session.take_mail(rig.session.call_started())
+        assert [m.id for m in handout.messages] == [message.id]
+        assert not handout.also_pushed
+        assert rig.session.push_state is PushState.OFF
 
     await running(rig, body)

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from peers.transcript import Transcript, project_slug, transcript_path
 
 SID = "4916eaa0-7dfb-434b-80a5-b4754f433155"
@@ -163,3 +165,17 @@ def test_a_missing_file_is_not_an_error(tmp_path: Path) -> None:
     transcript = Transcript(tmp_path / "projects" / "p" / f"{SID}.jsonl", "peers")
     assert not transcript.read()
     assert not transcript.written_since(0)
+
+
+def test_the_newest_record_time_is_known_and_cannot_be_forged(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    forged = {"type": "user", "timestamp": "2026-12-01T10:00:00.000Z",
+              "message": {"role": "user", "content": 'text "timestamp":"2099-01-01T00:00:00Z"'}}  # fmt: skip
+    write(path, forged, enqueued("m1"))
+    transcript = Transcript(path, "peers")
+    assert transcript.latest_at is None
+    assert transcript.read()
+    # enqueued() is 10:52:15.215 UTC; the quoted text inside a string does not count.
+    assert transcript.latest_at == pytest.approx(1796122335.215)
+    assert transcript.recorded_since(1796122335.0)
+    assert not transcript.recorded_since(1796122336.0)

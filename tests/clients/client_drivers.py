@@ -158,7 +158,7 @@ class Store:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.home),
             "LANG": "C.UTF-8",
-            "PEERS_LOG_LEVEL": "warning",
+            "PEERS_LOG_LEVEL": os.environ.get("PEERS_TIER_LOG_LEVEL", "warning"),
             **self.env,
         }
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)

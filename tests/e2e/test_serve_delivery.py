@@ -70,38 +70,57 @@ async def test_a_channel_that_drops_everything_loses_nothing_and_shows_nothing_t
             while len(bob.channels) < len(bodies):
                 await anyio.sleep(0.05)
         assert await _unread(store, b["id"]) == bodies  # pushed, and not acked for it
-        # The model reads only tool results: every message arrives there, once, in order.
+        # Tool calls come after the pushes, and the transcript (which records each call)
+        # holds no record of them: proof the channel drops messages, as soon as a call came
+        # a moment after them. The results carry them all, once, in order, not marked
+        # "you may have seen it", and push turns off, and says so.
         seen: list[dict[str, Any]] = []
         with anyio.fail_after(15):
             while len(seen) < len(bodies):
-                seen += _mail(await bob.call_ok("whoami"))
+                me = await bob.call_ok("whoami")
+                seen += _mail(me)
         assert [m["body"] for m in seen] == bodies
+        assert all("also_pushed" not in m for m in seen)
+        me = await bob.call_ok("whoami")
+        assert (me["push"], me["receive_mode"]) == ("off", "poll")
+        with anyio.fail_after(15):
+            while (await store.get_peer(b["id"])).push.value != "off":
+                await anyio.sleep(0.05)
         await _until_read(store, b["id"])
         for tool, args in (("list_peers", {}), ("whoami", {}), ("check_messages", {})):
             result = await bob.call_ok(tool, **args)
             assert _mail(result) == [] and result.get("messages", []) == []
+        [peer] = (await alice.call_ok("list_peers"))["peers"]
+        assert peer["push"] == "off"
+        sent = await alice.call_ok("send_message", to_id="bob", message="by poll now")
+        assert sent["delivery"] == "poll"
+        assert len(bob.channels) == len(bodies)  # no longer pushed
+        assert [m["body"] for m in _mail(await bob.call_ok("whoami"))] == ["by poll now"]
 
-        # The transcript goes on (the user types, well after the push) without a record
-        # of the next push: proof the channel drops messages. Push turns off, and says so.
+
+async def test_a_drop_is_also_proven_by_the_file_going_on_without_it(
+    session: Callable[..., PeerClient], store: Any
+) -> None:
+    """The slower proof, for records without a usable time: the file written to well after."""
+    async with (
+        session("alice", client="codex-mcp-client", channel=False) as alice,
+        session("bob", transcript="drops") as bob,
+    ):
+        await alice.wait_registered()
+        b = await bob.wait_registered()
         await alice.call_ok("send_message", to_id="bob", message="after the proof")
-        while len(bob.channels) < len(bodies) + 1:
-            await bob.next_channel()
-        bob.write_record({"type": "user", "message": {"role": "user", "content": "next task"}})
+        await bob.next_channel()
         assert bob.transcript is not None
+        with bob.transcript.open("a") as fh:  # a record with no timestamp
+            fh.write(json.dumps({"type": "user", "message": {"role": "user", "content": "x"}}) + "\n")
         later = time.time() + 60
         os.utime(bob.transcript, (later, later))
         with anyio.fail_after(15):
             while (await store.get_peer(b["id"])).push.value != "off":
                 await anyio.sleep(0.05)
-        me = await bob.call_ok("whoami")
-        assert (me["push"], me["receive_mode"]) == ("off", "poll")
-        late = _mail(me)
+        late = _mail(await bob.call_ok("whoami"))
         assert [m["body"] for m in late] == ["after the proof"]
         assert "also_pushed" not in late[0]  # proven unseen: no "you may have seen it"
-        [peer] = (await alice.call_ok("list_peers"))["peers"]
-        assert peer["push"] == "off"
-        sent = await alice.call_ok("send_message", to_id="bob", message="by poll now")
-        assert sent["delivery"] == "poll"
 
 
 async def test_a_working_channel_shows_each_message_once_acked_through_the_transcript(
@@ -238,10 +257,7 @@ async def test_results_carry_everything_the_model_must_read(
             "reply_to": None,
             "broadcast": False,
             "body": "hold off parser.py",
-            "reply_with": {
-                "tool": "send_message",
-                "arguments": {"to_id": a["id"], "reply_to": sent["message_id"]},
-            },
+            "reply_with": {"to_id": a["id"], "reply_to": sent["message_id"]},
             "trust": TRUST_PEER,
         }
         assert cli_item["verified"] is False and cli_item["reply_with"] is None
