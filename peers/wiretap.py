@@ -105,7 +105,29 @@ class MessageStream(Protocol):
     ) -> bool | None: ...
 
 
-class TrackedWriter:
+class _Stream:
+    """A wrapped SDK memory stream: closing and the context manager go to the stream inside."""
+
+    inner: Any
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        result: bool | None = await self.inner.__aexit__(exc_type, exc_val, exc_tb)
+        return result
+
+
+class TrackedWriter(_Stream):
     """The SDK's outgoing stream: reports responses handed on and counts channel pushes.
 
     ``Connection.notify`` never raises: on a closed stream it drops the message,
@@ -136,23 +158,9 @@ class TrackedWriter:
         if isinstance(msg, types.JSONRPCNotification) and msg.method == CHANNEL_METHOD:
             self.channel_sent += 1
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        return await self.inner.__aexit__(exc_type, exc_val, exc_tb)
 
 
-class CancelTap:
+class CancelTap(_Stream):
     """The SDK's incoming stream, reporting each cancelled request once it was handled.
 
     The dispatcher handles a notification synchronously before it asks for the
@@ -199,18 +207,3 @@ class CancelTap:
         self._note(item)
         return item
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def __aenter__(self) -> Self:
-        await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        result: bool | None = await self.inner.__aexit__(exc_type, exc_val, exc_tb)
-        return result
