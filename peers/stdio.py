@@ -15,6 +15,14 @@ launched the server, so they are put back into blocking mode at the end.
 As the SDK does for its own streams, fd 0 and 1 are pointed elsewhere from
 then on (the null device, stderr; the process ends when serving does): a child
 process or a stray print cannot write on the wire or steal its input.
+
+Bytes already read from stdin by the handshake front (:mod:`peers.front`) are
+handed in as ``prefix`` and read first: nothing is read twice or lost.
+
+Only public asyncio API is used: the write side is a pipe transport with a small
+protocol of its own (low and high water marks at zero, so ``flush`` returns once
+the pipe took every byte, like a blocking write), not ``StreamWriter``, whose
+drain needs the private ``FlowControlMixin``.
 """
 
 from __future__ import annotations
@@ -23,10 +31,10 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import stat
 from collections.abc import AsyncIterator
 from typing import Self
 
+from peers.front import two_pipes
 from peers.log import get_logger
 
 __all__ = ["LineReader", "LineWriter", "event_loop_stdio"]
@@ -60,29 +68,48 @@ class LineReader:
         return line.decode("utf-8", errors="replace")
 
 
+class _WriteProtocol(asyncio.BaseProtocol):
+    """Flow control of the stdout pipe: writable when its buffer is empty, an error once it is gone."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.lost: BaseException | None = None
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = exc or ConnectionResetError("stdout closed")
+        self.writable.set()
+
+
 class LineWriter:
     """``await write(text)`` then ``await flush()``: flush returns once the pipe took it all."""
 
-    def __init__(self, stream: asyncio.StreamWriter) -> None:
-        self._stream = stream
+    def __init__(self, transport: asyncio.WriteTransport, protocol: _WriteProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
 
     async def write(self, text: str) -> None:
-        self._stream.write(text.encode("utf-8"))
+        if self._protocol.lost is not None:
+            raise ConnectionResetError("stdout closed") from self._protocol.lost
+        self._transport.write(text.encode("utf-8"))
 
     async def flush(self) -> None:
-        await self._stream.drain()
+        await self._protocol.writable.wait()
+        if self._protocol.lost is not None:
+            raise ConnectionResetError("stdout closed") from self._protocol.lost
 
-
-def _two_pipes(read_fd: int, write_fd: int) -> bool:
-    try:
-        read_st, write_st = os.fstat(read_fd), os.fstat(write_fd)
-    except OSError:
-        return False
-    return (
-        stat.S_ISFIFO(read_st.st_mode)
-        and stat.S_ISFIFO(write_st.st_mode)
-        and (read_st.st_dev, read_st.st_ino) != (write_st.st_dev, write_st.st_ino)
-    )
+    async def drained(self) -> None:
+        """Return once everything handed to the writer so far is in the pipe."""
+        # A message the SDK's writer task has just taken is written on its next turn.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await self._protocol.writable.wait()
 
 
 def _divert(fd: int, target: int) -> None:
@@ -91,9 +118,16 @@ def _divert(fd: int, target: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def event_loop_stdio() -> AsyncIterator[tuple[LineReader, LineWriter] | None]:
-    """stdin and stdout as event-loop streams, or None when they are not two pipes (use the SDK's)."""
-    if not _two_pipes(0, 1):
+async def event_loop_stdio(
+    prefix: bytes = b"",
+) -> AsyncIterator[tuple[LineReader, LineWriter] | None]:
+    """stdin and stdout as event-loop streams, or None when they are not two pipes (use the SDK's).
+
+    ``prefix``: bytes already read from stdin, read before the pipe's.
+    """
+    if not two_pipes(0, 1):
+        if prefix:
+            raise RuntimeError("bytes read ahead from stdin need the event-loop reader")
         yield None
         return
     loop = asyncio.get_running_loop()
@@ -103,24 +137,22 @@ async def event_loop_stdio() -> AsyncIterator[tuple[LineReader, LineWriter] | No
     transports: list[asyncio.BaseTransport] = []
     try:
         reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
+        reader.feed_data(prefix)
         read_transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), wire_in
         )
         transports.append(read_transport)
-        write_transport, write_protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, wire_out
-        )
+        write_transport, write_protocol = await loop.connect_write_pipe(_WriteProtocol, wire_out)
         transports.append(write_transport)
-        # drain() then waits until the pipe took every byte, like a blocking write.
+        # Paused whenever a byte waits: flush() then returns once the pipe took them all.
         write_transport.set_write_buffer_limits(high=0)
-        writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             _divert(0, devnull)
             _divert(1, 2)
         finally:
             os.close(devnull)
-        yield LineReader(reader), LineWriter(writer)
+        yield LineReader(reader), LineWriter(write_transport, write_protocol)
     finally:
         for wire in (wire_in, wire_out):
             with contextlib.suppress(OSError, ValueError):
