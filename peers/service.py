@@ -152,6 +152,7 @@ class PeersService:
         self.transport = transport
         self.settings = settings
         self._rate = _RateLimiter(settings.rate_limit)
+        self._recipients: dict[str, tuple[float, Peer]] = {}
 
     # -- validation ----------------------------------------------------------
 
@@ -402,17 +403,39 @@ class PeersService:
             broadcast=broadcast,
         )
 
+    async def _recipient(self, target: object) -> Peer:
+        """:meth:`resolve`, reused for c.RECIPIENT_CACHE_SECONDS when it named a live record."""
+        key = target.strip() if isinstance(target, str) else None
+        now = time.monotonic()
+        if key is not None:
+            hit = self._recipients.get(key)
+            if hit is not None and now - hit[0] < c.RECIPIENT_CACHE_SECONDS:
+                return hit[1]
+        peer = await self.resolve(target)
+        if key is not None and peer.online:
+            if len(self._recipients) >= 1024:
+                self._recipients.clear()
+            self._recipients[key] = (now, peer)
+        return peer
+
     async def send(
         self, sender: Sender, target: object, body: object, reply_to: object = None
     ) -> SendResult:
         """Send one message to a peer by id or name (queued if the named peer is offline)."""
         text = self.validate_body(body)
-        recipient = await self.resolve(target)
+        recipient = await self._recipient(target)
         if recipient.id == sender.id:
             raise InvalidInput("that is your own id; pick another peer (list_peers)")
         reply = await self._check_reply_to(sender, reply_to)
         self._rate.check(sender.id)
-        stored = await self.transport.send(self._message(sender, recipient, text, reply, False))
+        try:
+            stored = await self.transport.send(
+                self._message(sender, recipient, text, reply, False)
+            )
+        except PeerNotFound:
+            if isinstance(target, str):
+                self._recipients.pop(target.strip(), None)  # gone: look again next time
+            raise
         if stored.recipient_id != recipient.id:
             recipient = await self.whois(stored.recipient_id)
         return SendResult(stored, recipient, self._delivery(recipient))
