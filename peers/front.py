@@ -230,6 +230,7 @@ def two_pipes(read_fd: int = 0, write_fd: int = 1) -> bool:
 # of a second together). peers serve imports the server modules it uses by their
 # own paths, which never read those packages' attributes.
 _SKIPPED_INITS = ("mcp", "mcp.server")
+_NOT_NEEDED = ("rich", "uvicorn")
 
 
 def _skip_package_inits() -> bool:
@@ -252,6 +253,11 @@ def _skip_package_inits() -> bool:
 
 def load_sdk() -> ModuleType:
     """Import :mod:`peers.serve` with the SDK's server half only (the whole SDK if that fails)."""
+    # Optional imports of libraries on this path that nothing here needs: structlog
+    # takes rich, when installed, for pretty tracebacks; sse_starlette (the SDK's HTTP
+    # transports) takes uvicorn, to patch its shutdown. Blocked, each is 2-3 MB less.
+    for optional in _NOT_NEEDED:
+        sys.modules.setdefault(optional, None)  # type: ignore[arg-type]
     before = set(sys.modules)
     if not _skip_package_inits():
         return importlib.import_module("peers.serve")
@@ -275,29 +281,29 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def run() -> None:
     """``peers serve``: answer the handshake, load the SDK meanwhile, then serve."""
-    # structlog imports rich, when installed, for pretty tracebacks: nothing here needs it.
-    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
     if not two_pipes():
         load_sdk().run_serve(None)
         return
-    loaded: list[ModuleType] = []
+    handed: list[Handover] = []
     failed: list[BaseException] = []
 
-    def load() -> None:
+    def answer_handshake() -> None:
         try:
-            loaded.append(load_sdk())
+            handed.append(handshake())
         except BaseException as exc:  # re-raised in the main thread
             failed.append(exc)
 
     signal.signal(signal.SIGTERM, _stop)
     try:
-        loader = threading.Thread(target=load, name="peers-load-sdk", daemon=True)
-        loader.start()
-        handover = handshake()
-        loader.join()
+        # The handshake in a thread, the SDK in the main one: what the import allocates
+        # then lives in the main thread's malloc arena, not in a second one (about 1 MB).
+        front = threading.Thread(target=answer_handshake, name="peers-front", daemon=True)
+        front.start()
+        serve = load_sdk()
+        front.join()
         if failed:
             raise failed[0]
-        loaded[0].run_serve(handover)
+        serve.run_serve(handed[0])
     except (_Stop, KeyboardInterrupt):
         # A signal before the session registered: there is nothing to undo.
         sys.stderr.flush()

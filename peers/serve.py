@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Protocol, Self, cast
+from typing import Any, Protocol, Self
 
 import anyio
 import mcp_types as types
@@ -45,9 +45,10 @@ from peers.models import Message, Peer, ReceiveMode
 from peers.server import CHANNEL_METHOD, PeersServer, channel_meta, receive_mode
 from peers.service import PeersService
 from peers.session import Session
-from peers.stdio import LineWriter, event_loop_stdio
+from peers.stdio import event_loop_stdio
 from peers.tools import INSTRUCTIONS
 from peers.transports import check_scheme, create_transport
+from peers.trim import Trimmer
 
 __all__ = [
     "EXIT_DEADLINE",
@@ -247,6 +248,7 @@ async def run_server(
     """Serve MCP on stdio until stdin closes, a signal arrives or the parent dies."""
     handlers = PeersServer(settings)
     server, init_options = build_server(handlers)
+    trimmer = Trimmer()
     initial_ppid = os.getppid()
     handover = handover or Handover()
     if handover.answered:
@@ -289,6 +291,7 @@ async def run_server(
         await session.build_context(kind, mode)
         tg.start_soon(session.keep_alive)
         tg.start_soon(session.refresh_files)
+        tg.start_soon(trimmer.run, session.registered)
         if mode is ReceiveMode.PUSH:
             tg.start_soon(push, conn, writer)
 
@@ -319,19 +322,20 @@ async def run_server(
             finally:
                 stopped.set()
 
-    async with (
-        event_loop_stdio(handover.consumed) as streams,
-        stdio_server(*(cast(Any, s) for s in streams or (None, None))) as (
-            read_stream,
-            write_stream,
-        ),
-    ):
-        line_writer: LineWriter | None = streams[1] if streams else None
+    async with contextlib.AsyncExitStack() as stack:
+        wire = await stack.enter_async_context(event_loop_stdio(handover.consumed))
+        read_stream: Any
+        write_stream: Any
+        if wire is not None:
+            read_stream, write_stream = wire.read, wire.write
+            wire.on_write = trimmer.touch
+        else:
+            read_stream, write_stream = await stack.enter_async_context(stdio_server())
 
         async def flushed() -> None:
             # A message handed to the stdout writer just before goes out first.
-            if line_writer is not None:
-                await line_writer.drained()
+            if wire is not None:
+                await wire.drained()
             else:
                 await anyio.sleep(_FLUSH_BUDGET)  # the SDK's writer thread: no signal to wait on
 

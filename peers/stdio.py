@@ -3,9 +3,14 @@
 The MCP SDK's ``stdio_server`` reads every line and writes every message
 through a worker thread (``anyio.wrap_file``): three thread hops for a push,
 about half a millisecond. When stdin and stdout are two different pipes (as
-under every MCP client) they become asyncio pipe transports here instead, and
-the SDK keeps the framing and parsing (its ``stdio_server`` takes the two
-streams). Anything else keeps the SDK's own threads: a file or a terminal
+under every MCP client) they become asyncio pipe transports here instead, with
+the SDK's line framing (one JSON-RPC message a line, parsed and dumped by
+``mcp_types`` as its ``stdio_server`` does) and one difference: the messages
+that are ready together go out in one write, so that a busy session pays one
+system call (and one hand-over of the GIL) for many answers, not one each.
+The SDK's session runtime (dispatcher, runner, server) is fed through the two
+memory streams it takes from any transport. Anything else keeps the SDK's own
+``stdio_server`` and its threads: a file or a terminal
 (epoll cannot watch a file, and a terminal shared with a shell must not turn
 non-blocking), and sockets, where one socket serving as both stdin and stdout
 (inetd style) would look closed to asyncio's write transport as soon as the
@@ -31,13 +36,19 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Self
+
+import anyio
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.shared.message import SessionMessage
 
 from peers.front import two_pipes
 from peers.log import get_logger
 
-__all__ = ["LineReader", "LineWriter", "event_loop_stdio"]
+__all__ = ["LineReader", "LineWriter", "Wire", "event_loop_stdio"]
 
 log = get_logger(__name__)
 
@@ -103,13 +114,89 @@ class LineWriter:
         await self._protocol.writable.wait()
         if self._protocol.lost is not None:
             raise ConnectionResetError("stdout closed") from self._protocol.lost
+        if self._transport.is_closing():
+            # A failed write closes the transport at once and reports it a turn later.
+            raise ConnectionResetError("stdout closed")
 
     async def drained(self) -> None:
-        """Return once everything handed to the writer so far is in the pipe."""
-        # A message the SDK's writer task has just taken is written on its next turn.
-        for _ in range(3):
-            await asyncio.sleep(0)
+        """Return once everything written so far is in the pipe."""
         await self._protocol.writable.wait()
+
+
+# Messages that are ready together go out in one write, at most this many.
+WRITE_BATCH = 256
+
+
+async def _read_messages(
+    lines: LineReader, messages: MemoryObjectSendStream[SessionMessage | Exception]
+) -> None:
+    """stdin's lines as the SDK's messages; a line that does not parse goes on as its error."""
+    async with messages:
+        async for line in lines:
+            try:
+                item: SessionMessage | Exception = SessionMessage(
+                    types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                )
+            except Exception as exc:  # what the SDK's reader hands on: the dispatcher logs it
+                item = exc
+            try:
+                await messages.send(item)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # the session is over
+
+
+@dataclass
+class Wire:
+    """The two streams the SDK's dispatcher takes, and the stdout writer behind them."""
+
+    read: MemoryObjectReceiveStream[SessionMessage | Exception]
+    write: MemoryObjectSendStream[SessionMessage]
+    writer: LineWriter
+    _taken: MemoryObjectReceiveStream[SessionMessage]
+    _ended: MemoryObjectSendStream[SessionMessage | Exception]
+    _idle: anyio.Event | None = None
+    # Called after each write (peers.trim notes the traffic).
+    on_write: Callable[[], None] | None = None
+
+    async def run_writer(self) -> None:
+        """Write what the SDK sends, every message ready at the time in one write."""
+        async with self._taken:
+            while True:
+                try:
+                    batch = [await self._taken.receive()]
+                except anyio.EndOfStream:
+                    return
+                self._idle = anyio.Event()
+                try:
+                    while len(batch) < WRITE_BATCH:
+                        try:
+                            batch.append(self._taken.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    text = "".join(
+                        m.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+                        for m in batch
+                    )
+                    await self.writer.write(text)
+                    await self.writer.flush()
+                    if self.on_write is not None:
+                        self.on_write()
+                except OSError as exc:
+                    # The client closed our stdout: end the session as at stdin EOF.
+                    log.info("stdout closed; shutting down", error=str(exc))
+                    self._ended.close()
+                    return
+                finally:
+                    self._idle.set()
+
+    async def drained(self) -> None:
+        """Return once every message handed to the writer so far is in the pipe."""
+        # A message taken just now is written in the writer task's next turn.
+        for _ in range(2):
+            await anyio.lowlevel.checkpoint()
+        if self._idle is not None:
+            await self._idle.wait()
+        await self.writer.drained()
 
 
 def _divert(fd: int, target: int) -> None:
@@ -118,10 +205,9 @@ def _divert(fd: int, target: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def event_loop_stdio(
-    prefix: bytes = b"",
-) -> AsyncIterator[tuple[LineReader, LineWriter] | None]:
-    """stdin and stdout as event-loop streams, or None when they are not two pipes (use the SDK's).
+async def event_loop_stdio(prefix: bytes = b"") -> AsyncIterator[Wire | None]:
+    """stdin and stdout as the SDK's message streams on the event loop, or None when they
+    are not two pipes (then use the SDK's ``stdio_server``).
 
     ``prefix``: bytes already read from stdin, read before the pipe's.
     """
@@ -152,7 +238,18 @@ async def event_loop_stdio(
             _divert(1, 2)
         finally:
             os.close(devnull)
-        yield LineReader(reader), LineWriter(write_transport, write_protocol)
+        read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
+        writer = LineWriter(write_transport, write_protocol)
+        streams = Wire(read_recv, write_send, writer, write_recv, read_send)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_read_messages, LineReader(reader), read_send)
+            tg.start_soon(streams.run_writer)
+            try:
+                yield streams
+            finally:
+                # Served (the process normally ends before this): stop both tasks.
+                tg.cancel_scope.cancel()
     finally:
         for wire in (wire_in, wire_out):
             with contextlib.suppress(OSError, ValueError):

@@ -415,8 +415,9 @@ def test_a_bad_setting_with_no_client_exits_2_with_one_line(tmp_path: Path) -> N
 
 _LOADED = (
     "import sys; from peers.front import load_sdk; serve = load_sdk(); "
-    "print(serve.__name__, sorted(m for m in sys.modules "
-    "if m.startswith(('mcp.client', 'mcp.server.mcpserver'))))"
+    "import peers.transports.sqlite; "
+    "print(serve.__name__, sorted(m for m, module in sys.modules.items() if module is not None "
+    "and m.startswith(('mcp.client', 'mcp.server.mcpserver', 'rich', 'uvicorn', 'click'))))"
 )
 
 
