@@ -3,7 +3,7 @@
 Importing the SDK takes most of a second here (``mcp_types`` builds the pydantic
 models of two protocol eras) and Codex does not wait for a server that slow
 (CLIENTS.md). So ``peers serve`` starts in this module, on the standard library
-only: a thread imports the SDK and :mod:`peers.serve` while the main thread reads
+only: while the main thread imports the SDK and :mod:`peers.serve`, a thread reads
 the first lines of stdin and answers what the SDK would answer to them:
 ``server/discover`` refused with -32601, and a well-formed ``initialize`` with the
 SDK's protocol-version negotiation and the capabilities, ``serverInfo`` and
@@ -272,7 +272,8 @@ def load_sdk() -> ModuleType:
 
 
 class _Stop(BaseException):
-    """SIGTERM before the server installed its own handler: nothing registered yet."""
+    """SIGTERM while the server's own handling is not on: before it starts (nothing is
+    registered yet), or a second signal while it ends (end now)."""
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -296,7 +297,7 @@ def run() -> None:
     signal.signal(signal.SIGTERM, _stop)
     try:
         # The handshake in a thread, the SDK in the main one: what the import allocates
-        # then lives in the main thread's malloc arena, not in a second one (about 1 MB).
+        # then lives in the main thread's malloc arena, not in a second one (under 1 MB).
         front = threading.Thread(target=answer_handshake, name="peers-front", daemon=True)
         front.start()
         serve = load_sdk()
@@ -305,6 +306,5 @@ def run() -> None:
             raise failed[0]
         serve.run_serve(handed[0])
     except (_Stop, KeyboardInterrupt):
-        # A signal before the session registered: there is nothing to undo.
         sys.stderr.flush()
         os._exit(0)
