@@ -112,6 +112,10 @@ REDIS_PUBSUB_QUIET: Final = 30.0
 REDIS_RING_TTL_MS: Final = 1_000
 # Sends queued while one is in flight go out together in one script call, this many at most.
 REDIS_SEND_BATCH: Final = 64
+# How long a sender reuses whom a target (an id, a name, a prefix) named: a busy sender
+# then skips a store read per message. Liveness is asked each time; the transport
+# follows successors itself.
+RECIPIENT_CACHE_SECONDS: Final = 1.0
 # How far sends and lookups follow successor pointers (a name changing hands this often is a bug).
 MAX_SUCCESSOR_HOPS: Final = 32
 # A background loop (doorbell, events, wake-ups) that failed unexpectedly waits this

@@ -1,8 +1,10 @@
 """The ``peers`` console script.
 
 ``peers serve`` is started by agent clients that wait for its ``initialize``
-answer, so it skips importing the operator CLI (typer, rich, doctor, install);
-``peers hook`` runs at every step of an agent and imports the standard library only.
+answer, so it starts in :mod:`peers.front` (standard library only), which
+answers the handshake while the SDK loads, and never imports the operator CLI
+(typer, rich, doctor, install); ``peers hook`` runs at every step of an agent
+and imports the standard library only.
 """
 
 from __future__ import annotations
@@ -19,12 +21,9 @@ def main() -> int | None:
 
         return hook_main()
     if sys.argv[1:] == ["serve"]:
-        # structlog imports rich, when installed, for pretty tracebacks: a fifth of the
-        # time before peers serve can answer initialize. Nothing on this path needs it.
-        sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
-        from peers.serve import run_serve
+        from peers.front import run
 
-        run_serve()
+        run()
         return None
     from peers.cli import main as cli_main
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from peers.procinfo import process_alive
+from peers.alive import process_alive_watched
 
 __all__ = [
     "Check",
@@ -117,7 +117,7 @@ class Peer(_Model):
         it runs on ``host``, its process (pid and start time) still there."""
         if not (self.online and fresh):
             return False
-        return self.host != host or process_alive(self.pid, self.pid_start)
+        return self.host != host or process_alive_watched(self.pid, self.pid_start)
 
     @property
     def repo(self) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from mcp.server import ServerRequestContext
+from mcp.server.context import ServerRequestContext
 
 from peers.clients import loads_channel
 from peers.config import PushMode, Settings

@@ -169,6 +169,7 @@ class PeersService:
         self._rate = _RateLimiter(settings.rate_limit)
         # Recent sends by what they sent, to answer a retry with the first result.
         self._recent: OrderedDict[tuple[str, ...], tuple[float, SendResult]] = OrderedDict()
+        self._recipients: dict[str, tuple[float, Peer]] = {}
 
     # -- validation ----------------------------------------------------------
 
@@ -335,6 +336,7 @@ class PeersService:
         """Live peers in a scope, other than ``me``."""
         flt = self.scope_filter(self.parse_scope(scope), me)
         peers = await self.transport.list_peers(flt)
+        self._refresh_recipients(peers)
         if flt.git_common_dir is not None and me is not None:
             # Same common dir counts only on the same host (paths mean nothing elsewhere).
             peers = [
@@ -453,12 +455,36 @@ class PeersService:
             broadcast=broadcast,
         )
 
+    def _refresh_recipients(self, peers: Sequence[Peer]) -> None:
+        """Fresher records (a listing) replace what send reuses: what it says stays current."""
+        if not self._recipients:
+            return
+        fresh = {p.id: p for p in peers}
+        for key, (at, peer) in list(self._recipients.items()):
+            if peer.id in fresh:
+                self._recipients[key] = (at, fresh[peer.id])
+
+    async def _recipient(self, target: object) -> Peer:
+        """:meth:`resolve`, reused for c.RECIPIENT_CACHE_SECONDS when it named a live record."""
+        key = target.strip() if isinstance(target, str) else None
+        now = time.monotonic()
+        if key is not None:
+            hit = self._recipients.get(key)
+            if hit is not None and now - hit[0] < c.RECIPIENT_CACHE_SECONDS:
+                return hit[1]
+        peer = await self.resolve(target)
+        if key is not None and peer.online:
+            if len(self._recipients) >= 1024:
+                self._recipients.clear()
+            self._recipients[key] = (now, peer)
+        return peer
+
     async def send(
         self, sender: Sender, target: object, body: object, reply_to: object = None
     ) -> SendResult:
         """Send one message to a peer by id or name (queued if the named peer is offline)."""
         text = self.validate_body(body)
-        recipient = await self.resolve(target)
+        recipient = await self._recipient(target)
         if recipient.id == sender.id:
             raise InvalidInput(
                 "that is your own id; pick another peer (list_peers)",
@@ -474,7 +500,12 @@ class PeersService:
         # Once the write starts it finishes: a cancelled call (the agent gave up
         # waiting) leaves the message stored once, and a retry finds it below.
         with anyio.CancelScope(shield=True):
-            stored = await self.transport.send(message)
+            try:
+                stored = await self.transport.send(message)
+            except PeerNotFound:
+                if isinstance(target, str):
+                    self._recipients.pop(target.strip(), None)  # gone: look again next time
+                raise
             if stored.recipient_id != recipient.id:
                 recipient = await self.whois(stored.recipient_id)
             result = SendResult(stored, recipient, self._delivery(recipient))

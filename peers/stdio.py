@@ -3,9 +3,14 @@
 The MCP SDK's ``stdio_server`` reads every line and writes every message
 through a worker thread (``anyio.wrap_file``): three thread hops for a push,
 about half a millisecond. When stdin and stdout are two different pipes (as
-under every MCP client) they become asyncio pipe transports here instead, and
-the SDK keeps the framing and parsing (its ``stdio_server`` takes the two
-streams). Anything else keeps the SDK's own threads: a file or a terminal
+under every MCP client) they become asyncio pipe transports here instead, with
+the SDK's line framing (one JSON-RPC message a line, parsed and dumped by
+``mcp_types`` as its ``stdio_server`` does) and one difference: the messages
+that are ready together go out in one write, so that a busy session pays one
+system call (and one hand-over of the GIL) for many answers, not one each.
+The SDK's session runtime (dispatcher, runner, server) is fed through the two
+memory streams it takes from any transport. Anything else keeps the SDK's own
+``stdio_server`` and its threads: a file or a terminal
 (epoll cannot watch a file, and a terminal shared with a shell must not turn
 non-blocking), and sockets, where one socket serving as both stdin and stdout
 (inetd style) would look closed to asyncio's write transport as soon as the
@@ -15,6 +20,14 @@ launched the server, so they are put back into blocking mode at the end.
 As the SDK does for its own streams, fd 0 and 1 are pointed elsewhere from
 then on (the null device, stderr; the process ends when serving does): a child
 process or a stray print cannot write on the wire or steal its input.
+
+Bytes already read from stdin by the handshake front (:mod:`peers.front`) are
+handed in as ``prefix`` and read first: nothing is read twice or lost.
+
+Only public asyncio API is used: the write side is a pipe transport with a small
+protocol of its own (low and high water marks at zero, so ``flush`` returns once
+the pipe took every byte, like a blocking write), not ``StreamWriter``, whose
+drain needs the private ``FlowControlMixin``.
 """
 
 from __future__ import annotations
@@ -23,13 +36,19 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Self
 
+import anyio
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.shared.message import SessionMessage
+
+from peers.front import two_pipes
 from peers.log import get_logger
 
-__all__ = ["LineReader", "LineWriter", "event_loop_stdio"]
+__all__ = ["LineReader", "LineWriter", "Wire", "event_loop_stdio"]
 
 log = get_logger(__name__)
 
@@ -60,29 +79,130 @@ class LineReader:
         return line.decode("utf-8", errors="replace")
 
 
+class _WriteProtocol(asyncio.BaseProtocol):
+    """Flow control of the stdout pipe: writable when its buffer is empty, an error once it is gone."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.lost: BaseException | None = None
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = exc or ConnectionResetError("stdout closed")
+        self.writable.set()
+
+
 class LineWriter:
     """``await write(text)`` then ``await flush()``: flush returns once the pipe took it all."""
 
-    def __init__(self, stream: asyncio.StreamWriter) -> None:
-        self._stream = stream
+    def __init__(self, transport: asyncio.WriteTransport, protocol: _WriteProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
 
     async def write(self, text: str) -> None:
-        self._stream.write(text.encode("utf-8"))
+        if self._protocol.lost is not None:
+            raise ConnectionResetError("stdout closed") from self._protocol.lost
+        self._transport.write(text.encode("utf-8"))
 
     async def flush(self) -> None:
-        await self._stream.drain()
+        await self._protocol.writable.wait()
+        if self._protocol.lost is not None:
+            raise ConnectionResetError("stdout closed") from self._protocol.lost
+        if self._transport.is_closing():
+            # A failed write closes the transport at once and reports it a turn later.
+            raise ConnectionResetError("stdout closed")
+
+    async def drained(self) -> None:
+        """Return once everything written so far is in the pipe."""
+        await self._protocol.writable.wait()
 
 
-def _two_pipes(read_fd: int, write_fd: int) -> bool:
-    try:
-        read_st, write_st = os.fstat(read_fd), os.fstat(write_fd)
-    except OSError:
-        return False
-    return (
-        stat.S_ISFIFO(read_st.st_mode)
-        and stat.S_ISFIFO(write_st.st_mode)
-        and (read_st.st_dev, read_st.st_ino) != (write_st.st_dev, write_st.st_ino)
-    )
+# Messages that are ready together go out in one write, at most this many.
+WRITE_BATCH = 256
+
+
+async def _read_messages(
+    lines: LineReader, messages: MemoryObjectSendStream[SessionMessage | Exception]
+) -> None:
+    """stdin's lines as the SDK's messages; a line that does not parse goes on as its error."""
+    async with messages:
+        async for line in lines:
+            try:
+                item: SessionMessage | Exception = SessionMessage(
+                    types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                )
+            except Exception as exc:  # what the SDK's reader hands on: the dispatcher logs it
+                item = exc
+            try:
+                await messages.send(item)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return  # the session is over
+
+
+@dataclass
+class Wire:
+    """The two streams the SDK's dispatcher takes, and the stdout writer behind them."""
+
+    read: MemoryObjectReceiveStream[SessionMessage | Exception]
+    write: MemoryObjectSendStream[SessionMessage]
+    writer: LineWriter
+    _taken: MemoryObjectReceiveStream[SessionMessage]
+    _ended: MemoryObjectSendStream[SessionMessage | Exception]
+    _idle: anyio.Event | None = None
+    # Called after each write (peers.trim notes the traffic).
+    on_write: Callable[[], None] | None = None
+    # Called for each message once the pipe took it (peers.wiretap: a response's mail is
+    # the client's from then on).
+    on_written: Callable[[SessionMessage], None] | None = None
+
+    async def run_writer(self) -> None:
+        """Write what the SDK sends, every message ready at the time in one write."""
+        async with self._taken:
+            while True:
+                try:
+                    batch = [await self._taken.receive()]
+                except anyio.EndOfStream:
+                    return
+                self._idle = anyio.Event()
+                try:
+                    while len(batch) < WRITE_BATCH:
+                        try:
+                            batch.append(self._taken.receive_nowait())
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                    text = "".join(
+                        m.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+                        for m in batch
+                    )
+                    await self.writer.write(text)
+                    await self.writer.flush()
+                    if self.on_written is not None:
+                        for message in batch:
+                            self.on_written(message)
+                    if self.on_write is not None:
+                        self.on_write()
+                except OSError as exc:
+                    # The client closed our stdout: end the session as at stdin EOF.
+                    log.info("stdout closed; shutting down", error=str(exc))
+                    self._ended.close()
+                    return
+                finally:
+                    self._idle.set()
+
+    async def drained(self) -> None:
+        """Return once every message handed to the writer so far is in the pipe."""
+        # A message taken just now is written in the writer task's next turn.
+        for _ in range(2):
+            await anyio.lowlevel.checkpoint()
+        if self._idle is not None:
+            await self._idle.wait()
+        await self.writer.drained()
 
 
 def _divert(fd: int, target: int) -> None:
@@ -91,9 +211,15 @@ def _divert(fd: int, target: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def event_loop_stdio() -> AsyncIterator[tuple[LineReader, LineWriter] | None]:
-    """stdin and stdout as event-loop streams, or None when they are not two pipes (use the SDK's)."""
-    if not _two_pipes(0, 1):
+async def event_loop_stdio(prefix: bytes = b"") -> AsyncIterator[Wire | None]:
+    """stdin and stdout as the SDK's message streams on the event loop, or None when they
+    are not two pipes (then use the SDK's ``stdio_server``).
+
+    ``prefix``: bytes already read from stdin, read before the pipe's.
+    """
+    if not two_pipes(0, 1):
+        if prefix:
+            raise RuntimeError("bytes read ahead from stdin need the event-loop reader")
         yield None
         return
     loop = asyncio.get_running_loop()
@@ -103,24 +229,33 @@ async def event_loop_stdio() -> AsyncIterator[tuple[LineReader, LineWriter] | No
     transports: list[asyncio.BaseTransport] = []
     try:
         reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
+        reader.feed_data(prefix)
         read_transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), wire_in
         )
         transports.append(read_transport)
-        write_transport, write_protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, wire_out
-        )
+        write_transport, write_protocol = await loop.connect_write_pipe(_WriteProtocol, wire_out)
         transports.append(write_transport)
-        # drain() then waits until the pipe took every byte, like a blocking write.
+        # Paused whenever a byte waits: flush() then returns once the pipe took them all.
         write_transport.set_write_buffer_limits(high=0)
-        writer = asyncio.StreamWriter(write_transport, write_protocol, None, loop)
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
             _divert(0, devnull)
             _divert(1, 2)
         finally:
             os.close(devnull)
-        yield LineReader(reader), LineWriter(writer)
+        read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
+        writer = LineWriter(write_transport, write_protocol)
+        streams = Wire(read_recv, write_send, writer, write_recv, read_send)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_read_messages, LineReader(reader), read_send)
+            tg.start_soon(streams.run_writer)
+            try:
+                yield streams
+            finally:
+                # Served (the process normally ends before this): stop both tasks.
+                tg.cancel_scope.cancel()
     finally:
         for wire in (wire_in, wire_out):
             with contextlib.suppress(OSError, ValueError):

@@ -2,13 +2,12 @@
 
 Mail carried by a tool result is acknowledged only once the client has it: when
 the write of the JSON-RPC response that carries it to stdout completed, never
-when the result was merely built. Three taps report it, each beside the SDK
-rather than inside it:
+when the result was merely built. On pipes (every MCP client) the event-loop
+writer of :mod:`peers.stdio` reports each message once the pipe took it
+(``Wire.on_written``; :func:`response_id` names the response), and a client
+that died first makes the write fail: nothing is reported. Two taps beside the
+SDK report the rest:
 
-- :class:`StdoutTap` wraps the stdout writer the SDK's ``stdio_server`` writes
-  each message through (one ``write`` and one ``flush`` per line): once ``flush``
-  returns the pipe has taken the whole line, and the response id is reported.
-  A client that died first makes the write fail: nothing is reported.
 - :class:`TrackedWriter` wraps the SDK's outgoing message stream: it reports that
   the write of a response started (from then on the SDK's dispatcher writes it,
   even if the request is cancelled), counts channel notifications, and, where no
@@ -22,8 +21,6 @@ rather than inside it:
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -31,64 +28,20 @@ from typing import Any, Protocol, Self
 import mcp_types as types
 from mcp.shared.message import SessionMessage
 
-__all__ = ["CancelTap", "StdoutTap", "TrackedWriter", "response_id"]
+__all__ = ["CancelTap", "StreamWrapper", "TrackedWriter", "response_id"]
 
 CHANNEL_METHOD = "notifications/claude/channel"
 
 RequestId = str | int
 Report = Callable[[RequestId], None]
 
-# The SDK serialises responses with their fields in declaration order.
-_RESPONSE_ID = re.compile(r'\{"jsonrpc":"2\.0","id":(-?\d+|"(?:[^"\\]|\\.)*"),"(?:result|error)"')
-
-
-def response_id(line: str) -> RequestId | None:
-    """The id of the JSON-RPC response (or error) on one line of the wire, else None."""
-    found = _RESPONSE_ID.match(line)
-    if found is not None:
-        value: RequestId = json.loads(found.group(1))
-        return value
-    if '"id"' not in line:
-        return None
-    try:  # another serialisation than expected: parse it whole
-        msg = json.loads(line)
-    except ValueError:
-        return None
-    if isinstance(msg, dict) and ("result" in msg or "error" in msg):
-        rid = msg.get("id")
+def response_id(message: types.JSONRPCMessage) -> RequestId | None:
+    """The id of a JSON-RPC response (or error), else None."""
+    if isinstance(message, types.JSONRPCResponse | types.JSONRPCError):
+        rid = message.id
         if isinstance(rid, str | int) and not isinstance(rid, bool):
             return rid
     return None
-
-
-class LineOutput(Protocol):
-    """What the SDK's ``stdio_server`` writes to: ``write`` a line, then ``flush`` it."""
-
-    async def write(self, text: str) -> Any: ...
-    async def flush(self) -> Any: ...
-
-
-class StdoutTap:
-    """The stdout writer, reporting each response once its line is written."""
-
-    def __init__(self, inner: LineOutput, written: Report) -> None:
-        self.inner = inner
-        self._written = written
-        self._line = ""
-
-    async def write(self, text: str) -> None:
-        self._line = text
-        await self.inner.write(text)
-
-    async def flush(self) -> None:
-        await self.inner.flush()
-        line, self._line = self._line, ""
-        rid = response_id(line)
-        if rid is not None:
-            self._written(rid)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 class MessageStream(Protocol):
@@ -105,7 +58,7 @@ class MessageStream(Protocol):
     ) -> bool | None: ...
 
 
-class _Stream:
+class StreamWrapper:
     """A wrapped SDK memory stream: closing and the context manager go to the stream inside."""
 
     inner: Any
@@ -127,7 +80,7 @@ class _Stream:
         return result
 
 
-class TrackedWriter(_Stream):
+class TrackedWriter(StreamWrapper):
     """The SDK's outgoing stream: reports responses handed on and counts channel pushes.
 
     ``Connection.notify`` never raises: on a closed stream it drops the message,
@@ -144,7 +97,7 @@ class TrackedWriter(_Stream):
         self.inner = inner
         self.channel_sent = 0
         self._started = started
-        # Only where no StdoutTap reports the real write.
+        # Only where the stdio writer does not report the real write (no pipes).
         self._written = written
 
     async def send(self, item: SessionMessage, /) -> None:
@@ -160,7 +113,7 @@ class TrackedWriter(_Stream):
 
 
 
-class CancelTap(_Stream):
+class CancelTap(StreamWrapper):
     """The SDK's incoming stream, reporting each cancelled request once it was handled.
 
     The dispatcher handles a notification synchronously before it asks for the

@@ -25,28 +25,22 @@ from peers.server import PeersServer
 from peers.service import PeersService, Sender
 from peers.session import Session
 from peers.transports import create_transport
-from peers.wiretap import CancelTap, StdoutTap, TrackedWriter, response_id
+from peers.wiretap import CancelTap, TrackedWriter, response_id
 
 pytestmark = pytest.mark.anyio
 
 
-def test_response_ids_are_read_from_the_line_written() -> None:
-    def line(msg: types.JSONRPCMessage) -> str:
-        return msg.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
-
-    assert response_id(line(types.JSONRPCResponse(jsonrpc="2.0", id=7, result={}))) == 7
-    assert response_id(line(types.JSONRPCResponse(jsonrpc="2.0", id='a"b', result={}))) == 'a"b'
+def test_response_ids() -> None:
+    assert response_id(types.JSONRPCResponse(jsonrpc="2.0", id=7, result={})) == 7
+    assert response_id(types.JSONRPCResponse(jsonrpc="2.0", id='a"b', result={})) == 'a"b'
     error = types.JSONRPCError(jsonrpc="2.0", id=9, error=types.ErrorData(code=1, message="m"))
-    assert response_id(line(error)) == 9
+    assert response_id(error) == 9
     note = types.JSONRPCNotification(jsonrpc="2.0", method="x", params={"id": 3})
-    assert response_id(line(note)) is None
-    # Another field order than the SDK's: still read, by parsing the line.
-    assert response_id('{"id": 4, "result": {}, "jsonrpc": "2.0"}\n') == 4
-    assert response_id("not json\n") is None
+    assert response_id(note) is None
 
 
 class Pipe:
-    """Stands for the event-loop stdout writer: records what went out; can break."""
+    """Stands for the stdout pipe behind the event-loop writer: records what went out; can break."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -59,22 +53,31 @@ class Pipe:
         if self.broken:
             raise BrokenPipeError("the client went away")
 
+    async def drained(self) -> None:
+        pass
 
-async def test_stdout_tap_reports_a_response_once_its_flush_returned() -> None:
-    written: list[Any] = []
+
+async def test_the_stdio_writer_reports_each_message_once_the_pipe_took_it() -> None:
+    from peers.stdio import Wire
+
+    read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](10)
+    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](10)
     pipe = Pipe()
-    tap = StdoutTap(pipe, written.append)
-    await tap.write('{"jsonrpc":"2.0","id":1,"result":{}}\n')
-    assert written == []  # not before the flush
-    await tap.flush()
+    wire = Wire(read_recv, write_send, pipe, write_recv, read_send)  # type: ignore[arg-type]
+    written: list[Any] = []
+    wire.on_written = lambda m: written.append(response_id(m.message))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wire.run_writer)
+        await write_send.send(SessionMessage(types.JSONRPCResponse(jsonrpc="2.0", id=1, result={})))
+        await wire.drained()
+        assert written == [1] and len(pipe.lines) == 1
+        pipe.broken = True
+        await write_send.send(SessionMessage(types.JSONRPCResponse(jsonrpc="2.0", id=2, result={})))
+        # The failed write ends the session (as stdin EOF would) and reports nothing.
+        with anyio.fail_after(5), pytest.raises(anyio.EndOfStream):
+            await read_recv.receive()
+        tg.cancel_scope.cancel()
     assert written == [1]
-    await tap.write('{"jsonrpc":"2.0","method":"notifications/claude/channel"}\n')
-    await tap.flush()
-    pipe.broken = True
-    await tap.write('{"jsonrpc":"2.0","id":2,"result":{}}\n')
-    with pytest.raises(BrokenPipeError):
-        await tap.flush()
-    assert written == [1]  # the failed write reports nothing
 
 
 async def test_tracked_writer_reports_a_response_handed_on_and_counts_pushes() -> None:

@@ -186,3 +186,72 @@ async def test_a_line_that_is_not_utf8_is_read_with_replacements() -> None:
     stream.feed_data(b'{"a": "\xff"}\n')
     stream.feed_eof()
     assert [line async for line in LineReader(stream)] == ['{"a": "\ufffd"}\n']
+
+
+async def _pipe_wire() -> tuple[Any, Any, int]:
+    """A Wire whose stdout is a real pipe (the read end returned), and its writer running."""
+    import mcp_types as types  # noqa: F401 - the SDK types the wire carries
+
+    from peers.stdio import LineWriter, Wire, _WriteProtocol
+
+    read_fd, write_fd = os.pipe()
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(_WriteProtocol, os.fdopen(write_fd, "wb", 0))
+    transport.set_write_buffer_limits(high=0)
+    read_send, read_recv = anyio.create_memory_object_stream[Any](0)
+    write_send, write_recv = anyio.create_memory_object_stream[Any](0)
+    wire = Wire(read_recv, write_send, LineWriter(transport, protocol), write_recv, read_send)
+    return wire, transport, read_fd
+
+
+async def test_messages_sent_together_are_written_whole_and_once() -> None:
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+
+    wire, transport, read_fd = await _pipe_wire()
+    writes = 0
+    inner = wire.writer.write
+
+    async def counted(text: str) -> None:
+        nonlocal writes
+        writes += 1
+        await inner(text)
+
+    wire.writer.write = counted  # type: ignore[method-assign]
+    got: list[dict[str, Any]] = []
+
+    def read_all() -> None:
+        with os.fdopen(read_fd, "rb") as out:
+            got.extend(json.loads(line) for line in out)
+
+    reader = asyncio.create_task(asyncio.to_thread(read_all))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wire.run_writer)
+        async with anyio.create_task_group() as senders:
+            for i in range(200):
+                message = types.JSONRPCResponse(jsonrpc="2.0", id=i, result={"n": "x" * i})
+                senders.start_soon(wire.write.send, SessionMessage(message))
+        await wire.write.aclose()
+    await wire.drained()
+    transport.close()
+    await reader
+    assert sorted(m["id"] for m in got) == list(range(200))
+    assert all(m["result"]["n"] == "x" * m["id"] for m in got)
+    assert writes < 200  # the ones ready together went out together
+
+
+async def test_a_closed_stdout_ends_the_session_like_eof() -> None:
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+
+    wire, transport, read_fd = await _pipe_wire()
+    os.close(read_fd)  # the client stopped reading us for good
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wire.run_writer)
+        message = types.JSONRPCNotification(jsonrpc="2.0", method="notifications/x")
+        await wire.write.send(SessionMessage(message))
+        with anyio.fail_after(10):
+            # What the dispatcher reads ends, as at stdin EOF.
+            with pytest.raises(anyio.EndOfStream):
+                await wire.read.receive()
+    transport.close()
