@@ -18,16 +18,16 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from benchsupport import redis_server
 
 from peers.config import load_settings
 from peers.ids import new_message_id, new_peer_id
@@ -43,41 +43,6 @@ LIVE = 5
 # is then closed without unregistering (as a crash leaves them).
 CHUNK = 50
 DEAD_TTL = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server not found on PATH (or pass --url)")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="peers-growth-redis-") as data:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data,
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        sys.exit("redis-server did not start")
-                    time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 def dead_pid() -> tuple[int, float | None]:
