@@ -981,3 +981,7 @@ def doctor(json_out: JsonOption = False) -> None:
 
 def main() -> None:
     app()
+
+
+# The claims commands (claims, release, guard) register themselves on the app.
+from peers import cli_claims  # noqa: E402,F401
