@@ -12,7 +12,9 @@ on what conflicts with what:
 - a claim the edit guard takes (``auto``, shared, reason "editing") never
   replaces or narrows a claim the session already has on that path: a path its
   own claim already covers is only renewed;
-- renewing gives a claim its own lifetime again, from now.
+- renewing gives a claim its own lifetime again, from now; the renewals an edit
+  brings are skipped for a claim renewed within the last minute, so a busy guard
+  mostly writes nothing.
 
 Repository identity follows the ``repo`` scope: the normalised remote where the
 repository has one (the same on every host), else the host and the git common
@@ -21,6 +23,7 @@ dir (shared by every worktree of one clone, meaningful only on its host).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 
 from peers import claimpaths
@@ -28,10 +31,22 @@ from peers import constants as c
 from peers.errors import InvalidInput
 from peers.models import Claim, ClaimConflict, ClaimRequest, ClaimResult, Peer
 
-__all__ = ["AUTO_REASON", "check_request", "decide", "listing", "released", "renewed", "repo_key"]
+__all__ = [
+    "AUTO_REASON",
+    "RENEW_SLACK",
+    "check_request",
+    "decide",
+    "listing",
+    "released",
+    "renewed",
+    "renewed_by_edit",
+    "repo_key",
+]
 
 # The reason an edit guard's claim carries.
 AUTO_REASON = "editing"
+# An edit renews the session's claims at most this often (seconds; a tenth of a short ttl).
+RENEW_SLACK = 60.0
 
 
 def repo_key(peer: Peer) -> str | None:
@@ -77,8 +92,11 @@ def decide(request: ClaimRequest, counted: Sequence[Claim], now: float) -> tuple
             mine = [cl for cl in own.values() if claimpaths.covers(cl.path, path)]
             if mine:
                 for cl in mine:
-                    writes[cl.path] = cl.model_copy(update={"expires_at": now + cl.ttl})
-                granted += [writes[cl.path] for cl in mine if writes[cl.path] not in granted]
+                    kept = writes.get(cl.path) or _renewed(cl, now)
+                    if kept is not cl:
+                        writes[cl.path] = kept
+                    if kept not in granted:
+                        granted.append(kept)
                 continue
         before = own.get(path)
         claim = Claim(
@@ -96,7 +114,10 @@ def decide(request: ClaimRequest, counted: Sequence[Claim], now: float) -> tuple
         granted.append(claim)
     if request.renew_all:
         for path, cl in own.items():
-            writes.setdefault(path, cl.model_copy(update={"expires_at": now + cl.ttl}))
+            if path not in writes:
+                kept = _renewed(cl, now)
+                if kept is not cl:
+                    writes[path] = kept
     total = len(own.keys() | writes.keys())
     if total > c.MAX_CLAIMS:
         raise InvalidInput(
@@ -108,6 +129,15 @@ def decide(request: ClaimRequest, counted: Sequence[Claim], now: float) -> tuple
         ClaimResult(granted=tuple(granted), conflicts=tuple(conflicts), shared_with=tuple(shared)),
         list(writes.values()),
     )
+
+
+def _renewed(claim: Claim, now: float) -> Claim:
+    """An edit's renewal: the claim with its lifetime started again, or the claim itself when
+    it was renewed within the last ``RENEW_SLACK`` seconds (a guard that edits every second
+    then writes nothing most of the time)."""
+    if claim.expires_at >= now + claim.ttl - min(RENEW_SLACK, claim.ttl / 10):
+        return claim
+    return claim.model_copy(update={"expires_at": now + claim.ttl})
 
 
 def released(own: Iterable[Claim], paths: Sequence[str] | None) -> list[Claim]:
@@ -133,6 +163,12 @@ def released(own: Iterable[Claim], paths: Sequence[str] | None) -> list[Claim]:
 def renewed(own: Iterable[Claim], paths: Sequence[str] | None, now: float) -> list[Claim]:
     """A holder's claims on ``paths`` (None: all) with their lifetimes started again."""
     return [cl.model_copy(update={"expires_at": now + cl.ttl}) for cl in released(own, paths)]
+
+
+def renewed_by_edit(own: Iterable[Claim], now: float | None = None) -> list[Claim]:
+    """The claims an edit renews (those not renewed within the last minute)."""
+    at = time.time() if now is None else now
+    return [kept for cl in own if (kept := _renewed(cl, at)) is not cl]
 
 
 def listing(claims: Iterable[Claim]) -> list[Claim]:

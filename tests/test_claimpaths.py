@@ -90,11 +90,14 @@ def test_decide_grants_refuses_and_shares() -> None:
 
 
 def test_an_auto_claim_never_narrows_the_holders_own_claim() -> None:
-    mine = _claim("a", "src")
+    mine = _claim("a", "src").model_copy(update={"expires_at": 1010.0})
     request = ClaimRequest(holder_id="a", repo="r", paths=("src/x.py",), exclusive=False, auto=True)
     result, writes = claimrules.decide(request, [mine], now=1000.0)
     assert [(w.path, w.exclusive, w.expires_at) for w in writes] == [("src", True, 1100.0)]
     assert result.granted == tuple(writes)
+    # Renewed a moment ago: the next edit writes nothing.
+    again, none = claimrules.decide(request, writes, now=1001.0)
+    assert none == [] and [g.path for g in again.granted] == ["src"]
 
 
 def test_check_request_names_the_problem() -> None:
