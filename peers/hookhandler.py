@@ -38,8 +38,9 @@ from typing import Any
 
 import anyio
 
-from peers import clients
+from peers import claimrules, clients
 from peers import constants as c
+from peers.claiming import claims_text
 from peers.clients import HookEvent
 from peers.errors import PeersError
 from peers.hookevents import (
@@ -206,15 +207,22 @@ class SessionHooks:
 
     async def _brief(self, me: Peer, mail: str) -> str:
         scope = Scope.REPO if (me.git_common_dir or me.git_remote) else Scope.DIRECTORY
-        peers = await self.session.service.list_peers(scope, me)
+        service = self.session.service
+        peers = await service.list_peers(scope, me)
         where = "this repository" if scope is Scope.REPO else "this directory"
         lines = [f"peers: you are {me.label}."]
         if peers:
+            claims = await service.claims.by_holder(claimrules.repo_key(me))
             lines.append(f"{len(peers)} other live session(s) in {where}:")
             for p in peers[:10]:
                 branch = f" @ {p.branch}" if p.branch else ""
                 files = f"; changing {', '.join(p.files[:6])}" if p.files else ""
-                lines.append(f"- {p.label} [{p.client}]{branch}: {p.summary or '(no summary)'}{files}")
+                held = claims.get(p.id)
+                claimed = f"; claims {claims_text(held[:6])}" if held else ""
+                lines.append(
+                    f"- {p.label} [{p.client}]{branch}: {p.summary or '(no summary)'}{files}"
+                    f"{claimed}"
+                )
             lines.append(
                 "Reach them with the peers tool send_message(to_id=NAME or ID, message=...); "
                 "list_peers shows who is live."

@@ -49,8 +49,10 @@ a task and when it changes. set_name(name): a stable name others can address you
 - claim_files(paths, exclusive=true, reason, ttl): claim files, directories or globs of this \
 repository (paths relative to its root) before you change them, so other sessions' edits of them \
 are refused (exclusive) or warned about (shared). A path another session holds is refused with \
-its holder and how to ask them; the rest is granted. Your edits claim what they touch \
-(shared, "editing") by themselves. release_files(paths?): give claims up (all without paths) \
+its holder and how to ask them; the rest is granted. Where peers' hooks run, your edits claim \
+what they touch (shared, "editing") by themselves, and an edit of a path another session \
+claimed exclusively is refused with who holds it: ask them rather than working around it. \
+release_files(paths?): give claims up (all without paths) \
 when you are done.
 - kill_peer(peer_id): end another session on this host, only when the user asks for it \
 (offered only where the user turned it on with PEERS_ALLOW_KILL=true; otherwise the user \

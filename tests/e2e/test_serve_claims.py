@@ -97,6 +97,8 @@ async def test_the_edit_guard_refuses_a_claimed_path_and_claims_what_it_lets_thr
         await alice.wait_registered()
         b = await bob.wait_registered()
         await alice.call_ok("claim_files", paths=["src/api.py"], reason="rewriting the API")
+        _, out, _, _ = await hook(bob, "SessionStart", {"source": "startup"})
+        assert "claims src/api.py (exclusively" in context_of(out)
 
         code, out, err, seconds = await hook(bob, "PreToolUse", edit(repo / "src" / "api.py"))
         assert (code, out) == (2, "") and seconds < 1.0
