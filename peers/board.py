@@ -4,26 +4,27 @@
 the transport contract (never a store directly); :mod:`peers.board_view` draws
 it and :mod:`peers.watch` keeps it current. Nothing here touches a terminal.
 
-Claims (file claims arrive with the claims work) slot in through
-:class:`ClaimsSource`: a source that returns claims turns on the board's
-CLAIMS column and adds claim overlaps to the conflicts; the default source
-has none, and the column stays hidden.
+Claims slot in through :class:`ClaimsSource`: a source that returns claims
+turns on the board's CLAIMS column and adds claim overlaps to the conflicts.
+``peers watch`` reads the store's (:data:`STORE_CLAIMS`); :data:`NO_CLAIMS` has
+none, and the column stays hidden.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from peers import claimpaths
 from peers.models import HistoryQuery, MessageRecord, Peer, PushState, Scope
 from peers.service import CLI_ID_PREFIX, PeersService
 
 __all__ = [
     "NO_CLAIMS",
+    "STORE_CLAIMS",
     "Board",
     "BoardClaim",
     "BoardFilter",
@@ -66,6 +67,23 @@ class _NoClaims:
 
 
 NO_CLAIMS: ClaimsSource = _NoClaims()
+
+
+class _StoreClaims:
+    """The store's claims (of live sessions); None while nobody claims anything, so the
+    CLAIMS column takes no room on a board without claims."""
+
+    async def claims(self, service: PeersService) -> Sequence[BoardClaim] | None:
+        found = await service.transport.list_claims()
+        if not found:
+            return None
+        return [
+            BoardClaim(cl.holder_id, cl.path, cl.exclusive, cl.reason, cl.expires_at)
+            for cl in found
+        ]
+
+
+STORE_CLAIMS: ClaimsSource = _StoreClaims()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,14 +226,12 @@ def repo_matches(peer: Peer, wanted: str) -> bool:
 
 
 def paths_overlap(a: str, b: str) -> bool:
-    """Whether two repository-relative paths or globs can name the same file."""
+    """Whether two repository-relative paths or globs can name the same file (the claims rule,
+    :func:`peers.claimpaths.overlap`: a directory covers what is under it)."""
     a, b = a.strip("/"), b.strip("/")
-    if a == b:
-        return True
-    # A directory claim covers what is under it.
-    if a.startswith(b + "/") or b.startswith(a + "/"):
-        return True
-    return fnmatch.fnmatchcase(a, b) or fnmatch.fnmatchcase(b, a)
+    if not a or not b:
+        return a == b
+    return claimpaths.overlap(a, b)
 
 
 def find_conflicts(

@@ -751,7 +751,7 @@ def kill(
 
 @app.command()
 def gc(json_out: JsonOption = False) -> None:
-    """Mark dead peers offline, then delete what outlived retention: peers, mail, wake-up sockets."""
+    """Mark dead peers offline, then delete what outlived retention: peers, mail, wake-up sockets, claims."""
     out = Output(json_mode=json_out)
 
     async def go() -> None:
@@ -764,6 +764,7 @@ def gc(json_out: JsonOption = False) -> None:
             "peers_removed": report.peers_removed,
             "messages_removed": report.messages_removed,
             "wakeups_removed": report.wakeups_removed,
+            "claims_removed": report.claims_removed,
         }
         if json_out:
             out.json(doc)
@@ -771,8 +772,9 @@ def gc(json_out: JsonOption = False) -> None:
         out.line(
             f"marked {_count(len(reaped), 'dead peer')} offline; removed "
             f"{_count(report.peers_removed, 'expired peer')}, "
-            f"{_count(report.messages_removed, 'expired message')} and "
-            f"{_count(report.wakeups_removed, 'stale wake-up socket')}"
+            f"{_count(report.messages_removed, 'expired message')}, "
+            f"{_count(report.wakeups_removed, 'stale wake-up socket')} and "
+            f"{_count(report.claims_removed, 'ended file claim')}"
         )
 
     _run(go)
@@ -981,3 +983,7 @@ def doctor(json_out: JsonOption = False) -> None:
 
 def main() -> None:
     app()
+
+
+# The claims commands (claims, release, guard) register themselves on the app.
+from peers import cli_claims  # noqa: E402,F401

@@ -81,7 +81,7 @@ SEND_REPEAT_WINDOW: Final = 60.0
 LOOP_RESTART_DELAY: Final = 0.5
 LOOP_RESTART_CAP: Final = 30.0
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
-SQLITE_SCHEMA_VERSION: Final = 3
+SQLITE_SCHEMA_VERSION: Final = 4
 
 # Redis stream consumer group that every mailbox carries.
 REDIS_GROUP: Final = "peers"
@@ -124,6 +124,20 @@ LOOP_RETRY_BASE: Final = 0.1
 LOOP_RETRY_CAP: Final = 5.0
 # Look-then-claim rounds a registration may lose to concurrent claims before giving up.
 REDIS_CLAIM_ATTEMPTS: Final = 10
+
+# File claims (issue 11): how long one lasts unless renewed, the longest one can be
+# asked for, how many a session holds, the paths one call names, the reason's length.
+CLAIM_TTL: Final = 3600.0
+CLAIM_TTL_MIN: Final = 10.0
+CLAIM_TTL_MAX: Final = 24 * 3600.0
+MAX_CLAIMS: Final = 200
+MAX_CLAIM_PATHS: Final = 50
+MAX_CLAIM_REASON: Final = 200
+# A versioned Redis claim write that lost to a concurrent one reads again, this often at most.
+REDIS_CLAIM_RETRIES: Final = 50
+# The edit guard warns once per session about another session's uncommitted changes in
+# a file; it remembers this many such warnings.
+GUARD_WARNED_MEMORY: Final = 1_000
 
 SERVER_NAME: Final = "peers"
 

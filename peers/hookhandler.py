@@ -13,6 +13,12 @@ working channel (most Claude Code sessions, every Codex and Gemini CLI one):
   the newest messages whole, then how many wait for ``check_messages``.
   PostToolUse of an edit tool also records the files edited, so other sessions'
   ``list_peers`` shows them at once.
+- PreToolUse (BeforeTool) of an edit tool: the edit guard. An edit of a path under
+  another live session's exclusive claim is refused, naming the holder, why, until
+  when and the ``send_message`` arguments that reach it; any other edit takes a
+  shared "editing" claim of its paths, and what another live session claims or has
+  uncommitted changes in is said once, with the next hook's context. A store that
+  does not answer in time lets the edit through (the hook server's cut-off).
 - Stop (AfterAgent): when unread mail is waiting, the turn is continued once
   with it as the reason (never when the client says a Stop hook is already
   active, so it cannot loop).
@@ -25,14 +31,16 @@ another hook; a hook that died gives it back.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
 from typing import Any
 
 import anyio
 
-from peers import clients
+from peers import claimrules, clients
 from peers import constants as c
+from peers.claiming import claims_text
 from peers.clients import HookEvent
 from peers.errors import PeersError
 from peers.hookevents import (
@@ -80,6 +88,9 @@ class SessionHooks:
         self.session = session
         self._hooks_saved = 0.0
         self._announced: OrderedDict[str, None] = OrderedDict()
+        # The edit guard's warnings, said once each, with the next hook context.
+        self._warned: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._notes: list[str] = []
 
     async def __call__(self, request: HookRequest) -> HookReply:
         client = request.client or self._client_name()
@@ -137,7 +148,7 @@ class SessionHooks:
             # In the background: a store slow to write must not hold the mail back.
             session.spawn(self._record_edits(data))
         if event is HookEvent.PRE_TOOL_USE:
-            return Outcome(), Handout()
+            return await self._guard(peer, data), Handout()
         if event is HookEvent.STOP and data.get("stop_hook_active") is True:
             return Outcome(), Handout()  # continued once already: let the turn end
         since = session.call_started()
@@ -151,7 +162,8 @@ class SessionHooks:
                 return Outcome(context=await self._brief(peer, mail)), handout
             if event is HookEvent.STOP:
                 return Outcome(block_stop=mail), handout
-            return Outcome(context=mail), handout
+            notes = self._take_notes()
+            return Outcome(context="\n\n".join(t for t in (notes, mail) if t)), handout
         except BaseException:
             session.release(handout)
             raise
@@ -195,15 +207,22 @@ class SessionHooks:
 
     async def _brief(self, me: Peer, mail: str) -> str:
         scope = Scope.REPO if (me.git_common_dir or me.git_remote) else Scope.DIRECTORY
-        peers = await self.session.service.list_peers(scope, me)
+        service = self.session.service
+        peers = await service.list_peers(scope, me)
         where = "this repository" if scope is Scope.REPO else "this directory"
         lines = [f"peers: you are {me.label}."]
         if peers:
+            claims = await service.claims.by_holder(claimrules.repo_key(me))
             lines.append(f"{len(peers)} other live session(s) in {where}:")
             for p in peers[:10]:
                 branch = f" @ {p.branch}" if p.branch else ""
                 files = f"; changing {', '.join(p.files[:6])}" if p.files else ""
-                lines.append(f"- {p.label} [{p.client}]{branch}: {p.summary or '(no summary)'}{files}")
+                held = claims.get(p.id)
+                claimed = f"; claims {claims_text(held[:6])}" if held else ""
+                lines.append(
+                    f"- {p.label} [{p.client}]{branch}: {p.summary or '(no summary)'}{files}"
+                    f"{claimed}"
+                )
             lines.append(
                 "Reach them with the peers tool send_message(to_id=NAME or ID, message=...); "
                 "list_peers shows who is live."
@@ -217,16 +236,67 @@ class SessionHooks:
             text = text.encode()[: OUTPUT_BUDGET - 3].decode(errors="ignore") + "..."
         return text
 
-    async def _record_edits(self, data: dict[str, Any]) -> None:
+    def _edit_paths(self, data: dict[str, Any]) -> list[str]:
+        """The files an edit tool call touches (none for a tool that is not an edit)."""
         tool = data.get("tool_name")
         ctx = self.session.context
         client = clients.by_kind(ctx.client) if ctx is not None else None
         if not isinstance(tool, str) or ctx is None:
-            return
+            return []
         edit_tools = client.edit_tools if client is not None else ()
         if tool not in edit_tools and not any(tool in other.edit_tools for other in clients.CLIENTS):
-            return
+            return []
         cwd = data.get("cwd") if isinstance(data.get("cwd"), str) else ctx.cwd
-        paths = edited_paths(data.get("tool_input"), str(cwd), ctx.git.root)
+        return edited_paths(data.get("tool_input"), str(cwd), ctx.git.root)
+
+    async def _record_edits(self, data: dict[str, Any]) -> None:
+        paths = self._edit_paths(data)
         if paths:
             await self.session.record_edits(paths)
+
+    async def _guard(self, peer: Peer, data: dict[str, Any]) -> Outcome:
+        """The edit guard: refuse an edit under another live session's exclusive claim.
+
+        Otherwise the edit's paths become this session's shared "editing" claims (its
+        other claims are renewed), and what another live session holds or changes in
+        them is said once, with the next hook context (after the edit).
+        """
+        paths = self._edit_paths(data)
+        if not paths:
+            return Outcome()
+        verdict = await self.session.service.claims.guard(peer, paths)
+        if verdict.blocked:
+            return Outcome(deny_tool=verdict.refusal())
+        lines: list[str] = []
+        for held in verdict.shared:
+            if self._first_time(("claim", held.claim.holder_id, held.path)):
+                lines.append(f"- {held.describe()}")
+        for path, other in verdict.changing:
+            if self._first_time(("changing", other.id, path)):
+                ask = json.dumps(
+                    {"to_id": other.name or other.id, "message": f"I am editing {path} too: ..."},
+                    ensure_ascii=False,
+                )
+                lines.append(
+                    f"- {other.label} has uncommitted changes in {path} (working on: "
+                    f"{other.summary or '(no summary)'}). To coordinate, call the peers tool "
+                    f"send_message with {ask}."
+                )
+        if lines:
+            self._notes.append(
+                "peers: careful, another agent session works on what you just edited:\n"
+                + "\n".join(lines)
+            )
+        return Outcome()
+
+    def _first_time(self, key: tuple[str, str, str]) -> bool:
+        if key in self._warned:
+            return False
+        self._warned[key] = None
+        while len(self._warned) > c.GUARD_WARNED_MEMORY:
+            self._warned.popitem(last=False)
+        return True
+
+    def _take_notes(self) -> str:
+        notes, self._notes = self._notes, []
+        return "\n\n".join(notes)

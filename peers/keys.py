@@ -14,6 +14,8 @@ class SQLiteTables:
     EVENTS = "events"
     # Upkeep leases: which process runs gc for a namespace, until when.
     LEASES = "leases"
+    # File claims: holder, repository, path or glob, how, until when.
+    CLAIMS = "claims"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,21 @@ class RedisKeys:
     def lease(self, name: str) -> str:
         """String with a TTL: who holds an upkeep lease (``acquire_lease``)."""
         return f"{self.prefix}lease:{name}"
+
+    def claims(self, holder_id: str) -> str:
+        """Hash: a holder's file claims, field ``repo NUL path`` -> the claim (JSON)."""
+        return f"{self.prefix}claims:{holder_id}"
+
+    @property
+    def claimants(self) -> str:
+        """Set: ids of peers with a claims hash (the claim listings read these)."""
+        return f"{self.prefix}claimants"
+
+    @property
+    def claims_version(self) -> str:
+        """String counter: bumped by every claims write, so a claim decided on a read
+        is stored only if no other write came in between (``claims_write.lua``)."""
+        return f"{self.prefix}claims_version"
 
     @property
     def meta(self) -> str:

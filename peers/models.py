@@ -13,6 +13,10 @@ from peers.alive import process_alive_watched
 __all__ = [
     "Check",
     "CheckStatus",
+    "Claim",
+    "ClaimConflict",
+    "ClaimRequest",
+    "ClaimResult",
     "DeliveryState",
     "Event",
     "EventKind",
@@ -216,3 +220,56 @@ class GcReport(_Model):
     peers_removed: int = 0
     messages_removed: int = 0
     wakeups_removed: int = 0
+    claims_removed: int = 0
+
+
+class Claim(_Model):
+    """A session's claim on a path or glob of one repository (see :mod:`peers.claimpaths`)."""
+
+    holder_id: str
+    # The repository's identity (:func:`peers.claimrules.repo_key`): a normalised remote,
+    # or host and git common dir.
+    repo: str
+    # Relative to the repository root, normalised (:func:`peers.claimpaths.normalise`).
+    path: str
+    exclusive: bool = True
+    reason: str = ""
+    # Taken by the edit guard when the session edited an unclaimed path ("editing").
+    auto: bool = False
+    claimed_at: float = Field(default_factory=time.time)
+    expires_at: float = 0.0
+    # The lifetime a renewal gives it again, in seconds.
+    ttl: float = 3600.0
+
+
+class ClaimRequest(_Model):
+    """What a session asks for: these paths, held this way, for this long."""
+
+    holder_id: str
+    repo: str
+    paths: tuple[str, ...]
+    exclusive: bool = True
+    reason: str = ""
+    auto: bool = False
+    ttl: float = 3600.0
+    # Also extend every other claim the holder has (an edit keeps the session's claims alive).
+    renew_all: bool = False
+
+
+class ClaimConflict(_Model):
+    """A requested path and another live session's claim that overlaps it."""
+
+    path: str
+    claim: Claim
+    # True when the other claim keeps this one from being granted.
+    blocking: bool = True
+
+
+class ClaimResult(_Model):
+    """What a claim got: never blocks, like a lock manager's try-lock over many paths."""
+
+    granted: tuple[Claim, ...] = ()
+    # Paths refused, each with the other session's claim that refused it.
+    conflicts: tuple[ClaimConflict, ...] = ()
+    # Granted paths that other live sessions also hold shared (a warning, not a refusal).
+    shared_with: tuple[ClaimConflict, ...] = ()

@@ -22,12 +22,13 @@ import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 
+from peers.claiming import claim_json, claims_text
 from peers.clients import loads_channel
 from peers.config import PushMode, Settings
 from peers.errors import BackendError, PeerNotFound, PeersError
 from peers.log import get_logger
 from peers.mailview import error_block, error_text, mail_block, mail_text
-from peers.models import Message, Peer, PushState, Scope
+from peers.models import Claim, Message, Peer, PushState, Scope
 from peers.procinfo import ancestors
 from peers.service import PeersService, Sender
 from peers.session import Handout, Session
@@ -92,7 +93,9 @@ def _push_words(peer: Peer) -> str:
     return "poll"
 
 
-def _format_peers(peers: list[Peer], scope: str) -> str:
+def _format_peers(
+    peers: list[Peer], scope: str, claims: dict[str, list[Claim]] | None = None
+) -> str:
     if not peers:
         return f"No other live peers in scope '{scope}'."
     lines = [f"{len(peers)} peer{'s' if len(peers) != 1 else ''} in scope '{scope}':"]
@@ -100,9 +103,11 @@ def _format_peers(peers: list[Peer], scope: str) -> str:
         where = p.repo or p.cwd
         branch = f" @ {p.branch}" if p.branch else ""
         files = f"; files: {', '.join(p.files[:8])}" if p.files else ""
+        held = (claims or {}).get(p.id)
+        claimed = f"; claims: {claims_text(held[:8])}" if held else ""
         lines.append(
             f"- {p.label} [{p.client}, {_push_words(p)}] {where}{branch}: "
-            f"{p.summary or '(no summary)'}{files}"
+            f"{p.summary or '(no summary)'}{files}{claimed}"
         )
     return "\n".join(lines)
 
@@ -165,6 +170,8 @@ class PeersServer:
             "check_messages": self._check_messages,
             "whoami": self._whoami,
             "set_name": self._set_name,
+            "claim_files": self._claim_files,
+            "release_files": self._release_files,
         }
         if settings.allow_kill:
             self._handlers[KILL_TOOL] = self._kill_peer
@@ -336,10 +343,15 @@ class PeersServer:
     async def _list_peers(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         scope = args.get("scope") or "machine"
         peers = await self.service.list_peers(scope, self.session.require_peer())
-        return _format_peers(peers, scope), {
+        claims = await self.service.claims.by_holder() if peers else {}
+        views = [
+            _peer_view(p) | {"claims": [claim_json(cl) for cl in claims.get(p.id, [])]}
+            for p in peers
+        ]
+        return _format_peers(peers, scope, claims), {
             "scope": scope,
             "count": len(peers),
-            "peers": [_peer_view(p) for p in peers],
+            "peers": views,
         }
 
     async def _send_message(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -409,13 +421,66 @@ class PeersServer:
             "backend": self.service.transport.capabilities.name,
             "receives": how,
         }
+        mine = await self.service.claims.of(me.id)
+        view["claims"] = [claim_json(cl) for cl in mine]
         name = f"'{me.name}' " if me.name else ""
+        claimed = f" Your file claims: {claims_text(mine)}." if mine else " You claim no files."
         text = (
             f"You are {name}{me.id} on {me.host} in {me.cwd}"
             f"{f' ({me.repo} @ {me.branch})' if me.repo else ''}; client {me.client}; "
-            f"you receive messages {how}."
+            f"you receive messages {how}.{claimed}"
         )
         return text, view
+
+    async def _claim_files(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        me = self.session.require_peer()
+        outcome = await self.service.claims.claim(
+            me,
+            args["paths"],
+            exclusive=args.get("exclusive", True),
+            reason=args.get("reason"),
+            ttl=args.get("ttl"),
+        )
+        lines: list[str] = []
+        if outcome.granted:
+            lines.append(f"claimed: {claims_text(outcome.granted)}")
+        if outcome.refused:
+            refused = sorted({held.path for held in outcome.refused})
+            lines.append(
+                f"refused (held by another live session, nothing was claimed for them): "
+                f"{', '.join(refused)}"
+            )
+            lines += [f"- {held.describe()}" for held in outcome.refused]
+        if outcome.shared:
+            lines.append("also claimed (shared) by other sessions:")
+            lines += [f"- {held.describe()}" for held in outcome.shared]
+        text = "\n".join(lines)
+        return text, {
+            "repo": outcome.repo,
+            "granted": [claim_json(cl) for cl in outcome.granted],
+            "refused": [held.json() for held in outcome.refused],
+            "shared_with": [held.json() for held in outcome.shared],
+            "note": text,
+        }
+
+    async def _release_files(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        me = self.session.require_peer()
+        given = args.get("paths")
+        paths = self.service.claims.paths(me, given, required=False) if given else None
+        released = await self.service.claims.release(me.id, paths)
+        left = await self.service.claims.of(me.id)
+        if released:
+            text = f"released: {', '.join(cl.path for cl in released)}"
+        elif paths is None:
+            text = "you held no claims; nothing to release"
+        else:
+            text = f"none of your claims matched {', '.join(paths)}; nothing released"
+        text += f". Still claimed: {claims_text(left)}" if left else ". You claim no files now."
+        return text, {
+            "released": [cl.path for cl in released],
+            "claims": [claim_json(cl) for cl in left],
+            "note": text,
+        }
 
     async def _kill_peer(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         me = self.session.require_peer()

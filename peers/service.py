@@ -164,8 +164,12 @@ class PeersService:
     """The rules of peers over one transport (one namespace)."""
 
     def __init__(self, transport: Transport, settings: Settings) -> None:
+        from peers.claiming import Claims
+
         self.transport = transport
         self.settings = settings
+        # File claims: the rules above the store, and the edit guard's verdicts.
+        self.claims = Claims(self)
         self._rate = _RateLimiter(settings.rate_limit)
         # Recent sends by what they sent, to answer a retry with the first result.
         self._recent: OrderedDict[tuple[str, ...], tuple[float, SendResult]] = OrderedDict()

@@ -12,6 +12,7 @@ but ``kill_peer`` is one of those, and ``kill_peer`` is destructive, so it asks.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,7 +45,15 @@ Do NOT use any built-in SendMessage tool to answer peers: only this send_message
 - set_summary(summary): one or two sentences on what you are working on; set it when you start \
 a task and when it changes. set_name(name): a stable name others can address you by.
 - check_messages(): read and acknowledge your unread messages.
-- whoami(): your own id, name, scope facts and how you receive messages.
+- whoami(): your own id, name, scope facts, how you receive messages, and your file claims.
+- claim_files(paths, exclusive=true, reason, ttl): claim files, directories or globs of this \
+repository (paths relative to its root) before you change them, so other sessions' edits of them \
+are refused (exclusive) or warned about (shared). A path another session holds is refused with \
+its holder and how to ask them; the rest is granted. Where peers' hooks run, your edits claim \
+what they touch (shared, "editing") by themselves, and an edit of a path another session \
+claimed exclusively is refused with who holds it: ask them rather than working around it. \
+release_files(paths?): give claims up (all without paths) \
+when you are done.
 - kill_peer(peer_id): end another session on this host, only when the user asks for it \
 (offered only where the user turned it on with PEERS_ALLOW_KILL=true; otherwise the user \
 can run `peers kill NAME` in a terminal).
@@ -161,6 +170,53 @@ TOOLS: list[dict[str, Any]] = [
         annotations=_annotations("Set your name", idempotent=True),
     ),
     _tool(
+        name="claim_files",
+        description="Claim files, directories or globs of this repository before changing "
+        "them: other sessions' edits of them are then refused (exclusive) or warned about "
+        "(shared). Paths another session holds are refused, naming it and how to ask it; "
+        "the rest is granted. Claims end when you release them, your session ends, or the "
+        "ttl runs out (renewed while you keep editing).",
+        input_schema=_schema(
+            {
+                "paths": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "paths relative to the repository root: files, directories "
+                    "(a directory covers what is under it) or globs with *, ** and ?",
+                },
+                "exclusive": {
+                    "type": "boolean",
+                    "description": "true (default): nobody else may edit them; false: shared, "
+                    "others are warned",
+                },
+                "reason": {"type": "string", "description": "what you are doing with them"},
+                "ttl": {
+                    "type": "number",
+                    "description": "seconds the claim lasts without an edit renewing it "
+                    "(default 3600, at most 86400)",
+                },
+            },
+            ["paths"],
+        ),
+        annotations=_annotations("Claim files", idempotent=True),
+    ),
+    _tool(
+        name="release_files",
+        description="Give up your claims on these paths (a directory releases the claims "
+        "under it), or all your claims when paths is left out.",
+        input_schema=_schema(
+            {
+                "paths": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "claimed paths to release; leave out to release all",
+                }
+            },
+            [],
+        ),
+        annotations=_annotations("Release claimed files", idempotent=True),
+    ),
+    _tool(
         name="kill_peer",
         description="End another agent session on this host (only when the user asks for it).",
         input_schema=_schema({"peer_id": {"type": "string"}}, ["peer_id"]),
@@ -195,6 +251,21 @@ _ALIASES: dict[str, dict[str, str]] = {
     "set_summary": dict.fromkeys(("text", "description", "status", "message"), "summary"),
     "set_name": dict.fromkeys(("new_name", "peer_name", "id"), "name"),
     "kill_peer": dict.fromkeys(("id", "peer", "to_id", "target", "name", "pid"), "peer_id"),
+    "claim_files": {
+        **dict.fromkeys(("path", "files", "file", "file_paths", "globs", "patterns"), "paths"),
+        **dict.fromkeys(("why", "note", "description", "message"), "reason"),
+        **dict.fromkeys(("ttl_s", "ttl_seconds", "seconds", "duration", "timeout"), "ttl"),
+        **dict.fromkeys(("shared", "mode", "lock"), "exclusive"),
+    },
+    "release_files": dict.fromkeys(("path", "files", "file", "file_paths"), "paths"),
+}
+
+# What a JSON type in a schema accepts (a bool is no number here).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "number": (int, float),
+    "array": (list,),
 }
 
 
@@ -259,11 +330,31 @@ def check_args(tool: str, args: Mapping[str, Any]) -> CheckedArgs:
     for key, value in taken.items():
         if value is None:
             continue
-        if not isinstance(value, str):
+        kind = props[key].get("type", "string")
+        if kind == "array" and isinstance(value, str):
+            value = taken[key] = [value]  # one path given as text: a list of one
+        if kind == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
+            value = taken[key] = value.lower() == "true"
+        if kind == "number" and isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = taken[key] = float(value)
+        wanted = _TYPES.get(kind, (str,))
+        if not isinstance(value, wanted) or (kind == "number" and isinstance(value, bool)):
+            words = {"string": "a string", "boolean": "true or false", "number": "a number",
+                     "array": "a list"}  # fmt: skip
             raise ToolInputError(
-                f"{tool}: '{key}' must be a string, not {type(value).__name__}",
-                hint=f"pass '{key}' as text",
+                f"{tool}: '{key}' must be {words.get(kind, kind)}, not {type(value).__name__}",
+                hint=f"pass '{key}' as {'text' if kind == 'string' else words.get(kind, kind)}",
             )
+        if kind == "array":
+            item = props[key].get("items", {}).get("type", "string")
+            if not isinstance(value, list) or not all(
+                isinstance(v, _TYPES.get(item, (str,))) for v in value
+            ):
+                raise ToolInputError(
+                    f"{tool}: '{key}' must be a list of text", hint=f"pass '{key}' as a list of text"
+                )
+            continue
         enum = props[key].get("enum")
         if enum and value not in enum:
             raise ToolInputError(

@@ -30,7 +30,7 @@ from rich.live import Live
 from rich.text import Text
 
 from peers import constants as c
-from peers.board import NO_CLAIMS, Board, BoardFilter, ClaimsSource, load_board
+from peers.board import STORE_CLAIMS, Board, BoardFilter, ClaimsSource, load_board
 from peers.board_view import Status, frame, plain
 from peers.config import Settings, redact_url
 from peers.errors import BackendUnavailable, PeersError
@@ -61,7 +61,7 @@ def backend_label(settings: Settings) -> str:
 
 
 async def snapshot(
-    service: PeersService, flt: BoardFilter, width: int, claims: ClaimsSource = NO_CLAIMS
+    service: PeersService, flt: BoardFilter, width: int, claims: ClaimsSource = STORE_CLAIMS
 ) -> str:
     """One frame of the board as plain text (``peers watch --once``)."""
     board = await load_board(service, flt, claims=claims)
@@ -95,7 +95,7 @@ class Watcher:
         flt: BoardFilter,
         *,
         console: Console | None = None,
-        claims: ClaimsSource = NO_CLAIMS,
+        claims: ClaimsSource = STORE_CLAIMS,
         refresh: float = c.WATCH_REFRESH,
         min_interval: float = c.WATCH_MIN_INTERVAL,
     ) -> None:

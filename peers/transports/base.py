@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Self
 
 from peers.models import (
     Check,
+    Claim,
+    ClaimRequest,
+    ClaimResult,
     Event,
     GcReport,
     HistoryQuery,
@@ -160,6 +163,29 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def history(self, query: HistoryQuery) -> list[MessageRecord]:
         """Messages within retention, oldest first, with their delivery state."""
+
+    # -- file claims ---------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim(self, request: ClaimRequest) -> ClaimResult:
+        """Grant the request's paths that no other live session's claim refuses, in one atomic
+        step, and return them with every conflict (PeerNotFound if the holder is not live)."""
+
+    @abc.abstractmethod
+    async def renew_claims(self, holder_id: str, paths: Sequence[str] | None = None) -> list[Claim]:
+        """Start the holder's claims on ``paths`` (None: all) over for their own lifetime."""
+
+    @abc.abstractmethod
+    async def release_claims(
+        self, holder_id: str, paths: Sequence[str] | None = None
+    ) -> list[Claim]:
+        """End the holder's claims on ``paths`` (None: all), live holder or not; return them."""
+
+    @abc.abstractmethod
+    async def list_claims(
+        self, repo: str | None = None, holder_id: str | None = None
+    ) -> list[Claim]:
+        """Unexpired claims of live holders, by repository and holder, in the contract's order."""
 
     # -- events and upkeep ---------------------------------------------------
 

@@ -289,7 +289,9 @@ def test_gc_reports_what_it_removed(any_cli: Cli) -> None:
     )
     any_cli.with_transport(lambda t: t.send(old))
     doc = as_json(any_cli("gc", "--json", PEERS_RETENTION="60"))
-    assert set(doc) == {"peers_reaped", "peers_removed", "messages_removed", "wakeups_removed"}
+    assert set(doc) == {
+        "peers_reaped", "peers_removed", "messages_removed", "wakeups_removed", "claims_removed"
+    }
     assert doc["messages_removed"] == 1
     text = any_cli("gc")
     assert text.exit_code == 0

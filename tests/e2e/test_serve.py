@@ -53,6 +53,8 @@ async def test_discover_is_refused_and_initialize_carries_the_channel(
             "broadcast_message",
             "whoami",
             "set_name",
+            "claim_files",
+            "release_files",
         }
 
 

@@ -41,9 +41,10 @@ _NOT_HERE = {
     "test_unreachable_store_is_backend_unavailable",
     "test_garbage_sqlite_file_is_store_corrupt",
 }
-for _name, _test in vars(_contract).items():
-    if _name.startswith("test_") and callable(_test) and _name not in _NOT_HERE:
-        globals()[f"{_name}"] = _test
+for _module in (_contract, importlib.import_module("test_contract_claims")):
+    for _name, _test in vars(_module).items():
+        if _name.startswith("test_") and callable(_test) and _name not in _NOT_HERE:
+            globals()[f"{_name}"] = _test
 
 
 async def _peers_denials(server: RedisProcess) -> list[dict[str, Any]]:

@@ -15,8 +15,8 @@ import time
 from peers import constants as c
 from peers.models import GcReport
 from peers.transports import common
+from peers.transports.redis.claims import ClaimsMixin
 from peers.transports.redis.connection import edge, edge_within
-from peers.transports.redis.events import EventsMixin
 from peers.transports.redis.mailbox import HISTORY_SKEW
 from peers.transports.redis.replies import entries, text
 
@@ -26,7 +26,7 @@ __all__ = ["GcMixin"]
 _GC_DEADLINE_FACTOR = c.REDIS_GC_DEADLINE_FACTOR
 
 
-class GcMixin(EventsMixin):
+class GcMixin(ClaimsMixin):
     """``gc`` and the upkeep lease on Redis."""
 
     async def _expire_old_mail(self, cutoff: float) -> set[str]:
@@ -100,8 +100,11 @@ class GcMixin(EventsMixin):
         removed = await self._expire_old_mail(cutoff)
         peers_removed = await self._collect_offline(cutoff)
         removed |= await self._trim_history(cutoff)
+        claims = await self._collect_claims()
         # Doorbells are pub/sub channels: nothing stays behind to collect.
-        return GcReport(peers_removed=peers_removed, messages_removed=len(removed))
+        return GcReport(
+            peers_removed=peers_removed, messages_removed=len(removed), claims_removed=claims
+        )
 
     @edge
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:

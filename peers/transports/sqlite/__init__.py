@@ -34,7 +34,8 @@ Modules
     :mod:`.url` (the URL), :mod:`.schema` (tables, migrations, rows),
     :mod:`.worker` (the thread that owns the connection), :mod:`.store`
     (transactions, errors, lifecycle), :mod:`.registry` (peers, names,
-    reaping), :mod:`.mailbox` (send, fetch, ack, history), :mod:`.events`,
+    reaping), :mod:`.mailbox` (send, fetch, ack, history), :mod:`.claims`
+    (file claims), :mod:`.events`,
     :mod:`.gc` (upkeep and leases), :mod:`.wakeup` (doorbells) and
     :mod:`.checks` (doctor).
 

@@ -1,7 +1,8 @@
 """SQLite upkeep: gc a page at a time, and the leases that let one process do it.
 
 gc reaps dead peers first, then deletes what outlived retention: mail, offline
-peers without unread mail, events, expired leases and stale wake-up sockets.
+peers without unread mail, events, expired leases, expired claims and claims of
+holders nobody will succeed, and stale wake-up sockets.
 Each page (``constants.GC_PAGE`` rows) is its own short transaction, so other
 writers never wait long behind a large clean-up.
 """
@@ -15,13 +16,13 @@ from peers import constants as c
 from peers.keys import SQLiteTables as T
 from peers.models import GcReport
 from peers.transports import common
-from peers.transports.sqlite.registry import RegistryMixin
+from peers.transports.sqlite.claims import ClaimsMixin
 from peers.transports.sqlite.worker import Effects
 
 __all__ = ["GcMixin"]
 
 
-class GcMixin(RegistryMixin):
+class GcMixin(ClaimsMixin):
     """``gc`` and the upkeep lease on SQLite."""
 
     async def _delete_pages(self, table: str, where: str, args: tuple[object, ...]) -> int:
@@ -57,8 +58,22 @@ class GcMixin(RegistryMixin):
         )
         await self._delete_pages(T.EVENTS, "namespace = ? AND at < ?", (ns, cutoff))
         await self._delete_pages(T.LEASES, "namespace = ? AND expires_at < ?", (ns, time.time()))
+        # Expired claims, and claims of holders that are offline (an anonymous one's ended
+        # with it; a named one's wait for its successor only while they last) or gone.
+        claims = await self._delete_pages(
+            T.CLAIMS,
+            f"namespace = ? AND (expires_at < ? OR NOT EXISTS (SELECT 1 FROM {T.PEERS} p "
+            f"WHERE p.namespace = ? AND p.id = {T.CLAIMS}.holder_id AND "
+            "(p.online = 1 OR p.name IS NOT NULL)))",
+            (ns, time.time(), ns),
+        )
         wakeups = await self._require_open().call(self._wake.remove_stale)
-        return GcReport(peers_removed=peers, messages_removed=messages, wakeups_removed=wakeups)
+        return GcReport(
+            peers_removed=peers,
+            messages_removed=messages,
+            wakeups_removed=wakeups,
+            claims_removed=claims,
+        )
 
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         """Take or renew the lease ``name`` for ``holder`` unless another holds it unexpired."""

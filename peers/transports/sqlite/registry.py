@@ -94,6 +94,16 @@ class RegistryMixin(MailboxMixin):
             (claimant, self.namespace, holder.id),
         )
         self._apply_cap(conn, effects, claimant, now)
+        # Its claims wait for the session that takes its name, like its mail (the
+        # claimant's own claim on a path wins over an inherited one).
+        conn.execute(
+            f"UPDATE OR IGNORE {T.CLAIMS} SET holder_id = ? WHERE namespace = ? AND holder_id = ?",
+            (claimant, self.namespace, holder.id),
+        )
+        conn.execute(
+            f"DELETE FROM {T.CLAIMS} WHERE namespace = ? AND holder_id = ?",
+            (self.namespace, holder.id),
+        )
 
     async def register(self, peer: Peer) -> Peer:
         """Add a live peer, claim its name atomically (NameTaken if a live peer holds it) and inherit the unread mail of the name's previous holders."""

@@ -17,15 +17,18 @@ from typing import Any, Final
 from peers import constants as c
 from peers.errors import StoreCorrupt
 from peers.keys import SQLiteTables as T
-from peers.models import Event, EventKind, Message, Peer
+from peers.models import Claim, Event, EventKind, Message, Peer
 from peers.transports.sqlite.worker import is_busy
 
 __all__ = [
+    "CLAIM_COLS",
     "EVENT_COLS",
     "MIGRATIONS",
     "MSG_COLS",
     "PEER_COLS",
     "PEER_FIELDS",
+    "claim_from_row",
+    "claim_row",
     "event_from_row",
     "message_from_row",
     "migrate",
@@ -112,6 +115,24 @@ MIGRATIONS: Final[list[tuple[str, ...]]] = [
             PRIMARY KEY (namespace, name)
         )""",
     ),
+    # 4: file claims (issue 11).
+    (
+        f"""CREATE TABLE {T.CLAIMS} (
+            namespace TEXT NOT NULL,
+            repo TEXT NOT NULL,
+            path TEXT NOT NULL,
+            holder_id TEXT NOT NULL,
+            exclusive INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            auto INTEGER NOT NULL,
+            claimed_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            ttl REAL NOT NULL,
+            PRIMARY KEY (namespace, repo, path, holder_id)
+        )""",
+        f"CREATE INDEX {T.CLAIMS}_holder ON {T.CLAIMS} (namespace, holder_id)",
+        f"CREATE INDEX {T.CLAIMS}_expires ON {T.CLAIMS} (namespace, expires_at)",
+    ),
 ]
 
 if len(MIGRATIONS) != c.SQLITE_SCHEMA_VERSION:  # pragma: no cover - a packaging mistake
@@ -130,6 +151,7 @@ MSG_COLS = (
     "broadcast, sent_at"
 )
 EVENT_COLS = "seq, kind, at, peer_id, peer_name, data"
+CLAIM_COLS = "holder_id, repo, path, exclusive, reason, auto, claimed_at, expires_at, ttl"
 
 
 def peer_from_row(row: Sequence[Any]) -> Peer:
@@ -151,6 +173,35 @@ def message_from_row(row: Sequence[Any]) -> Message:
         reply_to=row[7],
         broadcast=bool(row[8]),
         sent_at=row[9],
+    )
+
+
+def claim_from_row(row: Sequence[Any]) -> Claim:
+    return Claim(
+        holder_id=row[0],
+        repo=row[1],
+        path=row[2],
+        exclusive=bool(row[3]),
+        reason=row[4],
+        auto=bool(row[5]),
+        claimed_at=row[6],
+        expires_at=row[7],
+        ttl=row[8],
+    )
+
+
+def claim_row(claim: Claim) -> tuple[Any, ...]:
+    """A claim as the values of ``CLAIM_COLS``."""
+    return (
+        claim.holder_id,
+        claim.repo,
+        claim.path,
+        int(claim.exclusive),
+        claim.reason,
+        int(claim.auto),
+        claim.claimed_at,
+        claim.expires_at,
+        claim.ttl,
     )
 
 

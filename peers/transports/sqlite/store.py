@@ -373,6 +373,12 @@ class SQLiteStore(Transport):
             (self.namespace, peer.id),
         )
         self._emit(conn, effects, EventKind.LEAVE, peer.id, peer.name, common.leave_data(reason), now)
+        if peer.name is None:
+            # No session can take over an anonymous peer's claims: they end with it.
+            conn.execute(
+                f"DELETE FROM {T.CLAIMS} WHERE namespace = ? AND holder_id = ?",
+                (self.namespace, peer.id),
+            )
         return peer.model_copy(update={"online": False})
 
     def _get_peer(self, conn: sqlite3.Connection, peer_id: str) -> Peer | None:

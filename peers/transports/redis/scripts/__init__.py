@@ -34,6 +34,8 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "lease": (),
     "release": (),
     "migrate": (),
+    "claims_read": (),
+    "claims_write": (),
 }
 
 
@@ -64,6 +66,9 @@ def _constants(keys: RedisKeys) -> str:
         "HISTORY": keys.history,
         "LOG": keys.log,
         "EVENTS": keys.events_channel,
+        "CLAIMS": keys.claims(""),
+        "CLAIMANTS": keys.claimants,
+        "CLAIMS_VERSION": keys.claims_version,
         "GROUP": c.REDIS_GROUP,
         # One consumer per mailbox: every instance of the recipient sees the same pending list.
         "CONSUMER": "mail",

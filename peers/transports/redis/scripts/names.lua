@@ -38,5 +38,14 @@ local function take_name(id, name, holder)
       end
     end
     redis.call('DEL', BACKLOG .. holder)
+    -- Its file claims too, like its mail (a claim of its own on a path wins).
+    local inherited = redis.call('HGETALL', CLAIMS .. holder)
+    if #inherited > 0 then
+      for i = 1, #inherited, 2 do
+        redis.call('HSETNX', CLAIMS .. id, inherited[i], inherited[i + 1])
+      end
+      redis.call('SADD', CLAIMANTS, id)
+      drop_claims(holder)
+    end
   end
 end

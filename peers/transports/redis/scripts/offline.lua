@@ -8,6 +8,7 @@ if mode == 'reap' and redis.call('EXISTS', ALIVE .. id) == 1 then return 0 end
 to_offline(id, KEYS[1])
 local name = redis.call('HGET', KEYS[1], 'name') or ''
 log('k', 'leave', 'p', id, 'n', name, 'at', now, 'd', data)
+if name == '' then drop_claims(id) end
 if mode == 'unregister' and name == '' and redis.call('XLEN', MBOX .. id) == 0
     and redis.call('SCARD', BACKLOG .. id) == 0 then
   -- Nothing can wait for an anonymous peer without mail: drop it.

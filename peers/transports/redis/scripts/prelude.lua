@@ -1,7 +1,7 @@
 -- Shared by every script (the Python side puts the namespace's key stems and
 -- constants before it: PEER, ALIVE, MBOX, MSG, NAME, RING, WAKE, BACKLOG,
--- REGISTRY, OFFLINE, INBOX, HISTORY, LOG, EVENTS, GROUP, CONSUMER, MAXLEN,
--- RING_TTL, HOPS).
+-- REGISTRY, OFFLINE, INBOX, HISTORY, LOG, EVENTS, CLAIMS, CLAIMANTS,
+-- CLAIMS_VERSION, GROUP, CONSUMER, MAXLEN, RING_TTL, HOPS).
 
 -- Append an event to the log and publish it, entry id included, for live readers.
 local function log(...)
@@ -62,4 +62,11 @@ local function before(a, b)
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
   if tonumber(am) ~= tonumber(bm) then return tonumber(am) < tonumber(bm) end
   return tonumber(as) < tonumber(bs)
+end
+-- A peer's file claims end with it (an anonymous one's: nobody takes them over).
+local function drop_claims(id)
+  if redis.call('DEL', CLAIMS .. id) == 1 then
+    redis.call('SREM', CLAIMANTS, id)
+    redis.call('INCR', CLAIMS_VERSION)
+  end
 end

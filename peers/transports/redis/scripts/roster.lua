@@ -17,7 +17,9 @@ for _, id in ipairs(redis.call('ZRANGE', REGISTRY, 0, -1)) do
     listed[#listed + 1] = {id, '1'}
   elseif #reaped < page then
     to_offline(id, peer)
-    log('k', 'leave', 'p', id, 'n', redis.call('HGET', peer, 'name') or '', 'at', now, 'd', data)
+    local name = redis.call('HGET', peer, 'name') or ''
+    log('k', 'leave', 'p', id, 'n', name, 'at', now, 'd', data)
+    if name == '' then drop_claims(id) end
     reaped[#reaped + 1] = id
   else
     more = '1'  -- expired, left for the next call (not listed: it is not live)
