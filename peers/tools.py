@@ -13,16 +13,19 @@ but ``kill_peer`` is one of those, and ``kill_peer`` is destructive, so it asks.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from peers import constants as c
 from peers.errors import PeersError
 
 __all__ = [
     "CLIENT_ARGUMENTS",
     "INSTRUCTIONS",
     "TOOLS",
+    "WAIT_TOOL",
     "CheckedArgs",
     "ToolInputError",
     "check_args",
@@ -44,6 +47,7 @@ Do NOT use any built-in SendMessage tool to answer peers: only this send_message
 - set_summary(summary): one or two sentences on what you are working on; set it when you start \
 a task and when it changes. set_name(name): a stable name others can address you by.
 - check_messages(): read and acknowledge your unread messages.
+- wait_for_messages(timeout_s?, from?, reply_to?): wait until a message arrives (from one peer, or answering one message_id) and return it like check_messages; it returns at once when one is already unread, and at the timeout (default 60 s, at most 600) with none. Use it when you have nothing else to do until a peer answers something you asked, e.g. an orchestrator that handed out tasks and waits for "DONE". Do not use it instead of your own work, to wait for a peer you did not ask anything, or in a loop with no end: check_messages (or any peers call) shows what has arrived without waiting. Mail that does not match stays unread; the result says how much waits and from whom.
 - whoami(): your own id, name, scope facts and how you receive messages.
 - kill_peer(peer_id): end another session on this host, only when the user asks for it \
 (offered only where the user turned it on with PEERS_ALLOW_KILL=true; otherwise the user \
@@ -148,6 +152,36 @@ TOOLS: list[dict[str, Any]] = [
         annotations=_annotations("Read your messages"),
     ),
     _tool(
+        name="wait_for_messages",
+        description="Wait until a message arrives (optionally from one peer, or answering one "
+        "message_id), then return it like check_messages and mark it read; returns at once if "
+        "one is already unread, or at the timeout with none. For waiting on a reply you asked "
+        "for, not instead of your own work.",
+        input_schema=_schema(
+            {
+                "timeout_s": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": f"seconds to wait at most: default {c.WAIT_DEFAULT_TIMEOUT:g}, "
+                    f"up to {c.WAIT_MAX_TIMEOUT:g} (a longer one waits {c.WAIT_MAX_TIMEOUT:g} and "
+                    "the result says so); 0 looks without waiting",
+                },
+                "from": {
+                    "type": "string",
+                    "description": "only a message from this peer: id, name, or an unambiguous "
+                    "prefix (as send_message's to_id)",
+                },
+                "reply_to": {
+                    "type": "string",
+                    "description": "only a message answering this message_id (one you sent)",
+                },
+            },
+            [],
+        ),
+        # It takes mail as check_messages does: not read-only, and nothing outside peers.
+        annotations=_annotations("Wait for a message"),
+    ),
+    _tool(
         name="whoami",
         description="Your own id, name, host, directory, repository and how you receive messages.",
         input_schema=_schema({}, []),
@@ -169,6 +203,7 @@ TOOLS: list[dict[str, Any]] = [
 ]
 _TOOL_SCHEMAS = {tool["name"]: tool["inputSchema"] for tool in TOOLS}
 KILL_TOOL = "kill_peer"
+WAIT_TOOL = "wait_for_messages"
 
 
 def tools_for(allow_kill: bool) -> list[dict[str, Any]]:
@@ -195,6 +230,14 @@ _ALIASES: dict[str, dict[str, str]] = {
     "set_summary": dict.fromkeys(("text", "description", "status", "message"), "summary"),
     "set_name": dict.fromkeys(("new_name", "peer_name", "id"), "name"),
     "kill_peer": dict.fromkeys(("id", "peer", "to_id", "target", "name", "pid"), "peer_id"),
+    WAIT_TOOL: {
+        **dict.fromkeys(
+            ("timeout", "seconds", "timeout_sec", "timeout_seconds", "wait", "wait_s", "secs"),
+            "timeout_s",
+        ),
+        **dict.fromkeys(("from_id", "from_name", "sender", "sender_id", "peer", "peer_id"), "from"),
+        **dict.fromkeys(("in_reply_to", "reply_to_id", "message_id", "answering"), "reply_to"),
+    },
 }
 
 
@@ -259,6 +302,9 @@ def check_args(tool: str, args: Mapping[str, Any]) -> CheckedArgs:
     for key, value in taken.items():
         if value is None:
             continue
+        if props[key].get("type") == "number":
+            taken[key] = _number(tool, key, value, props[key])
+            continue
         if not isinstance(value, str):
             raise ToolInputError(
                 f"{tool}: '{key}' must be a string, not {type(value).__name__}",
@@ -270,3 +316,27 @@ def check_args(tool: str, args: Mapping[str, Any]) -> CheckedArgs:
                 f"{tool}: '{key}' must be one of {', '.join(enum)}, not {value!r}", allowed=enum
             )
     return CheckedArgs({k: v for k, v in taken.items() if v is not None}, tuple(sorted(ignored)))
+
+
+def _number(tool: str, key: str, value: Any, prop: Mapping[str, Any]) -> float:
+    """A number argument; a number in a string ("60") too, as models sometimes quote them."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    low = prop.get("minimum")
+    if number is None or not math.isfinite(number):
+        raise ToolInputError(
+            f"{tool}: '{key}' must be a number, not {value!r}",
+            hint=f"pass '{key}' as a number{f' of at least {low:g}' if low is not None else ''}",
+        )
+    if low is not None and number < low:
+        raise ToolInputError(
+            f"{tool}: '{key}' must be at least {low:g}, not {number:g}",
+            hint=prop.get("description"),
+        )
+    return number
