@@ -70,10 +70,13 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 def test_timeouts() -> None:
-    assert wait_timeout(None) == (c.WAIT_DEFAULT_TIMEOUT, None)
+    # The figures the README and the tool's description give.
+    assert (c.WAIT_DEFAULT_TIMEOUT, c.WAIT_MAX_TIMEOUT) == (60, 600)
+    assert load_settings().wait_progress_every == 5
+    assert wait_timeout(None) == (60, None)
     assert wait_timeout(0) == (0, None)
     assert wait_timeout(600) == (600, None)
-    assert wait_timeout(3600) == (c.WAIT_MAX_TIMEOUT, 3600)
+    assert wait_timeout(3600) == (600, 3600)
     for bad in (-0.1, float("nan"), float("inf")):
         with pytest.raises(InvalidInput, match="from 0 to 600"):
             wait_timeout(bad)
