@@ -59,6 +59,8 @@ __all__ = [
 ]
 
 Progress = Callable[[float, float, str], Awaitable[None]]
+# What a wait without a filter waits for, in words.
+ANY = "a message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +93,13 @@ class MailFilter:
         )
 
     def words(self) -> str:
-        """Reads like "a message from bob answering m-1", or "a message"."""
+        """Reads like "a message from bob answering m-1", or "a message" (:data:`ANY`)."""
         parts = []
         if "from" in self.described:
             parts.append(f"from {self.described['from']}")
         if "reply_to" in self.described:
             parts.append(f"answering {self.described['reply_to']}")
-        return "a message " + " ".join(parts) if parts else "a message"
+        return f"{ANY} {' '.join(parts)}" if parts else ANY
 
 
 async def _sender_filter(service: PeersService, me: Peer, wanted: str) -> dict[str, Any]:
@@ -287,7 +289,7 @@ def wait_block(
             "waited_s": round(outcome.waited, 3),
             "timeout_s": timeout,
             "timed_out": outcome.timed_out,
-            "waiting_for": dict(match.described) or {"any": "message"},
+            "waiting_for": match.words(),
             "other_waiting": len(unmatched),
         }
     )
@@ -334,14 +336,16 @@ def wait_block(
 
 def wait_text(block: Mapping[str, Any]) -> str:
     """The text of a :func:`wait_block` (all that Gemini CLI's model reads)."""
+    wanted = str(block["waiting_for"])
+    waited = f"{block['waited_s']:.1f} s"
     if block["count"]:
-        head = f"wait_for_messages: returned after {block['waited_s']:.1f} s."
+        n = block["count"]
+        how = f"returned after {waited} with {n} message{'s' if n != 1 else ''}"
     elif block["timed_out"]:
-        what = "no message" if "any" in block["waiting_for"] else "nothing matching"
-        head = f"wait_for_messages: {what} after {block['waited_s']:.1f} s."
+        how = f"{'no message' if wanted == ANY else 'nothing matching'} after {waited}"
     else:
-        head = f"wait_for_messages: returned after {block['waited_s']:.1f} s."
-    lines = [head]
+        how = f"returned after {waited}"
+    lines = [f"wait_for_messages (waiting for {wanted}): {how}."]
     if block.get("note"):
         lines.append(f"Note: {block['note']}.")
     for sent in block.get("on_channel", []):

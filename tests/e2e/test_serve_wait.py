@@ -119,7 +119,8 @@ async def test_a_reply_sent_while_waiting_returns_at_once_and_is_read_once_writt
             "reply_to": message["message_id"],
         }
         assert block["timed_out"] is False and block["count"] == 1 and block["other_waiting"] == 0
-        assert block["waiting_for"]["from"].startswith("worker")
+        assert block["waiting_for"].startswith("a message from worker (")
+        assert block["waiting_for"].endswith(f"answering {task['message_id']}")
         text = _text(waiting.result)  # type: ignore[arg-type]
         assert "DONE" in text and "to answer: send_message" in text and "not from your user" in text
         await _until_unread(store, o["id"], [])  # acknowledged: its response was written
