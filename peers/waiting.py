@@ -325,9 +325,11 @@ def wait_block(
         more = len(unmatched) - sum(s["count"] for s in block["other_from"])
         if more:
             who += f", others: {more}"
+        one = len(unmatched) == 1
         notes.append(
-            f"{len(unmatched)} other unread message{'s' if len(unmatched) != 1 else ''} "
-            f"did not match and stay unread ({who}): check_messages reads them"
+            f"{len(unmatched)} other unread message{'' if one else 's'} did not match and "
+            f"stay{'s' if one else ''} unread ({who}): check_messages reads "
+            f"{'it' if one else 'them'}"
         )
     if notes:
         block["note"] = "; ".join(notes)

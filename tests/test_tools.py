@@ -114,3 +114,10 @@ def test_wait_for_messages_numbers() -> None:
     assert err.value.hint and "600" in err.value.hint
     # More than the maximum passes here: the wait cuts it to 600 s and says so.
     assert check_args("wait_for_messages", {"timeout_s": 3600}).args == {"timeout_s": 3600.0}
+
+
+def test_wait_for_messages_is_annotated_like_check_messages() -> None:
+    """It takes mail as check_messages does: not read-only, not destructive, a closed world."""
+    hints = {t["name"]: {k: v for k, v in t["annotations"].items() if k != "title"} for t in TOOLS}
+    assert hints["wait_for_messages"] == hints["check_messages"]
+    assert hints["wait_for_messages"]["readOnlyHint"] is False
