@@ -21,7 +21,6 @@ from typing import Any
 import anyio
 import mcp_types as types
 from mcp.server import ServerRequestContext
-from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 
 from peers.clients import loads_channel
 from peers.config import PushMode, Settings
@@ -424,6 +423,8 @@ class PeersServer:
         self, checked: CheckedArgs, since: int, ctx: ServerRequestContext | None
     ) -> tuple[types.CallToolResult, Handout]:
         """Wait for matching mail (:mod:`peers.waiting`); it carries no other mail."""
+        from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+
         from peers.waiting import mail_filter, wait_block, wait_for_mail, wait_text, wait_timeout
 
         args = checked.args
