@@ -47,7 +47,14 @@ Do NOT use any built-in SendMessage tool to answer peers: only this send_message
 - set_summary(summary): one or two sentences on what you are working on; set it when you start \
 a task and when it changes. set_name(name): a stable name others can address you by.
 - check_messages(): read and acknowledge your unread messages.
-- wait_for_messages(timeout_s?, from?, reply_to?): wait until a message arrives (from one peer, or answering one message_id) and return it like check_messages; it returns at once when one is already unread, and at the timeout (default 60 s, at most 600) with none. Use it when you have nothing else to do until a peer answers something you asked, e.g. an orchestrator that handed out tasks and waits for "DONE". Do not use it instead of your own work, to wait for a peer you did not ask anything, or in a loop with no end: check_messages (or any peers call) shows what has arrived without waiting. Mail that does not match stays unread; the result says how much waits and from whom.
+- wait_for_messages(timeout_s?, from?, reply_to?): wait until a message arrives (from one \
+peer, or answering one message_id) and return it like check_messages; it returns at once when \
+one is already unread, and at the timeout (default 60 s, at most 600) with none. Use it when \
+you have nothing else to do until a peer answers something you asked, e.g. an orchestrator \
+that handed out tasks and waits for "DONE". Do not use it instead of your own work, to wait \
+for a peer you did not ask anything, or in a loop with no end: check_messages (or any peers \
+call) shows what has arrived without waiting. Mail that does not match stays unread; the \
+result says how much waits and from whom.
 - whoami(): your own id, name, scope facts and how you receive messages.
 - kill_peer(peer_id): end another session on this host, only when the user asks for it \
 (offered only where the user turned it on with PEERS_ALLOW_KILL=true; otherwise the user \

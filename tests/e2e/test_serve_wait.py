@@ -23,6 +23,9 @@ from peers.mcpclient import PeerClient
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
+# What does not depend on the backend's wake-up runs on SQLite alone.
+sqlite_only = pytest.mark.parametrize("store_env", ["sqlite"], indirect=True)
+
 
 def _text(result: types.CallToolResult) -> str:
     return "".join(c.text for c in result.content if isinstance(c, types.TextContent))
@@ -127,6 +130,7 @@ async def test_a_reply_sent_while_waiting_returns_at_once_and_is_read_once_writt
         assert (await orch.call_ok("check_messages"))["messages"] == []
 
 
+@sqlite_only
 async def test_a_message_already_unread_returns_without_waiting(
     session: Callable[..., PeerClient],
 ) -> None:
@@ -198,6 +202,7 @@ async def test_filters_take_only_what_matches_and_count_the_rest_left_unread(
         await _until_unread(store, o["id"], [])
 
 
+@sqlite_only
 async def test_a_name_nobody_holds_yet_is_waited_for(
     session: Callable[..., PeerClient],
 ) -> None:
@@ -217,6 +222,7 @@ async def test_a_name_nobody_holds_yet_is_waited_for(
         assert "no session holds the name 'late-worker'" in block["note"]
 
 
+@sqlite_only
 async def test_progress_is_reported_to_a_client_that_asked(
     session: Callable[..., PeerClient],
 ) -> None:
@@ -325,6 +331,7 @@ async def test_a_push_session_gets_the_matching_message_in_the_result_and_the_re
         await _until_unread(store, o["id"], ["by push"])  # the push waits for proof
 
 
+@sqlite_only
 async def test_a_match_pushed_during_the_call_is_named_not_shown_twice(
     session: Callable[..., PeerClient],
 ) -> None:
@@ -379,6 +386,7 @@ async def test_two_waits_in_one_session_both_wake(
         assert orch.channels == []  # both were waited for: neither went by push
 
 
+@sqlite_only
 async def test_bad_arguments_are_explained(session: Callable[..., PeerClient]) -> None:
     async with (
         session("orch", client="codex-mcp-client", channel=False) as orch,
