@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     safety_recheck: float = Field(default=c.SAFETY_RECHECK, gt=0)
     files_refresh: float = Field(default=c.FILES_REFRESH_INTERVAL, gt=0)
     max_unread: int = Field(default=c.MAX_UNREAD, gt=0, description="unread mail per mailbox")
+    # wait_for_messages reports progress this often to a client that asked for it.
+    wait_progress_every: float = Field(default=c.WAIT_PROGRESS_EVERY, gt=0)
     wakeup: WakeupMode = WakeupMode.AUTO
 
     # TLS for rediss:// (see README, "Redis mode").

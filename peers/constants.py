@@ -72,6 +72,16 @@ TRANSCRIPT_FLUSH: Final = 0.3
 # before it carries the message itself.
 TRANSCRIPT_GRACE: Final = 0.5
 
+# wait_for_messages: how long it waits when not told, the most it waits (a longer
+# timeout_s is cut to this, and the result says so), and how often it reports progress
+# to a client that asked for it (a progressToken), so that a client's tool timeout
+# that progress resets does not end the call.
+WAIT_DEFAULT_TIMEOUT: Final = 60.0
+WAIT_MAX_TIMEOUT: Final = 600.0
+WAIT_PROGRESS_EVERY: Final = 5.0
+# The senders a wait's result names beside the count of other unread mail.
+WAIT_OTHER_SENDERS_SHOWN: Final = 5
+
 # An identical send_message from the same session to the same peer within this many
 # seconds is a retry (the first call was cancelled or timed out after it landed):
 # it returns the first result, marked as a repeat, instead of sending a second copy.

@@ -32,7 +32,7 @@ from peers.models import Claim, Message, Peer, PushState, Scope
 from peers.procinfo import ancestors
 from peers.service import PeersService, Sender
 from peers.session import Handout, Session
-from peers.tools import KILL_TOOL, check_args, tools_for
+from peers.tools import KILL_TOOL, WAIT_TOOL, CheckedArgs, check_args, tools_for
 from peers.views import iso, peer_json
 
 __all__ = [
@@ -235,7 +235,7 @@ class PeersServer:
     ) -> types.CallToolResult:
         # A push written from here on may be shown by the channel after this result.
         since = self._session.call_started() if self._session is not None else 0
-        result, handout = await self._call(params.name, dict(params.arguments or {}), since)
+        result, handout = await self._call(params.name, dict(params.arguments or {}), since, ctx)
         # No await from here to the dispatcher's write: see request_cancelled().
         request_id = ctx.request_id
         if request_id is None:
@@ -251,10 +251,10 @@ class PeersServer:
         return result
 
     async def _call(
-        self, name: str, args: dict[str, Any], since: int
+        self, name: str, args: dict[str, Any], since: int, ctx: ServerRequestContext | None = None
     ) -> tuple[types.CallToolResult, Handout]:
         handler = self._handlers.get(name)
-        if handler is None:
+        if handler is None and name != WAIT_TOOL:
             if name == KILL_TOOL:
                 return _error(
                     name,
@@ -264,7 +264,7 @@ class PeersServer:
                     "turn the tool on with PEERS_ALLOW_KILL=true in this server's environment",
                 ), Handout()
             return _error(
-                name, "unknown_tool", f"unknown tool '{name}'", allowed=list(self._handlers)
+                name, "unknown_tool", f"unknown tool '{name}'", allowed=[t.name for t in self.tools]
             ), Handout()
         try:
             checked = check_args(name, args)
@@ -283,6 +283,8 @@ class PeersServer:
                         f"peers is not connected yet ({why})",
                         hint="it keeps retrying by itself; call again in a few seconds",
                     ), Handout()
+            if handler is None:  # wait_for_messages takes its own mail
+                return await self._wait_for_messages(checked, since, ctx)
             text, structured = await handler(checked.args)
         except PeersError as exc:
             return await self._failed(name, exc), Handout()
@@ -481,6 +483,36 @@ class PeersServer:
             "claims": [claim_json(cl) for cl in left],
             "note": text,
         }
+
+    async def _wait_for_messages(
+        self, checked: CheckedArgs, since: int, ctx: ServerRequestContext | None
+    ) -> tuple[types.CallToolResult, Handout]:
+        """Wait for matching mail (:mod:`peers.waiting`); it carries no other mail."""
+        from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+
+        from peers.waiting import mail_filter, wait_block, wait_for_mail, wait_text, wait_timeout
+
+        args = checked.args
+        session = self.session
+        timeout, asked = wait_timeout(args.get("timeout_s"))
+        match = await mail_filter(
+            self.service, session.require_peer(), args.get("from"), args.get("reply_to")
+        )
+        progress = None
+        if ctx is not None and progress_token_from_params(ctx.params) is not None:
+            progress = ctx.session.report_progress  # the client asked for progress
+        outcome = await wait_for_mail(session, match, since, timeout, progress)
+        try:
+            items = await session.mail_items(outcome.handout)
+            block = wait_block(outcome, match, items, timeout, asked)
+            text = wait_text(block)
+            if checked.ignored:
+                block["ignored_arguments"] = list(checked.ignored)
+                text += f"\n(ignored unknown argument(s): {', '.join(checked.ignored)})"
+            return _result(text, block), outcome.handout
+        except BaseException:
+            session.release(outcome.handout)
+            raise
 
     async def _kill_peer(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         me = self.session.require_peer()

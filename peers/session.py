@@ -23,6 +23,13 @@ What "shown" means, path by path:
   result, so attaching it to that very result would show it twice), and after a
   short wait for the transcript to catch up. Without any transcript to read, it
   goes out marked as possibly seen already.
+- a ``wait_for_messages`` result (:mod:`peers.waiting`): a tool result like the
+  others; while a wait runs, the push loop leaves the messages it waits for to
+  it, so that they come whole in its result rather than by channel.
+
+Everything that waits for mail here (the push loop, each wait) sleeps on the
+session's one doorbell listener (:mod:`peers.mailbell`), never on the transport
+itself: a transport's ring is consumed by the one waiter that wakes on it.
 
 Everything the session loops do survives unexpected errors: each loop is
 restarted after a logged failure; only the shutdown path ends them.
@@ -30,11 +37,12 @@ restarted after a logged failure; only the shutdown path ends them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +54,7 @@ from peers.config import Settings
 from peers.errors import BackendError, NameTaken, PeerNotFound, PeersError
 from peers.gitinfo import GitContext, changed_files, git_context
 from peers.log import get_logger
+from peers.mailbell import MailBell
 from peers.mailview import mail_item
 from peers.models import Message, Peer, PeerUpdate, PushState, ReceiveMode
 from peers.procinfo import ancestors, process_start_time
@@ -103,6 +112,11 @@ class Handout:
     also_pushed: frozenset[str] = frozenset()
     # Unread mail not in this handout that waits for check_messages.
     more_waiting: int = 0
+    # Given a match (wait_for_messages): the unread mail it left for check_messages, not
+    # reserved, and matching messages pushed during this call (they show in the channel
+    # after its result), neither reserved nor in ``messages``.
+    unmatched: tuple[Message, ...] = ()
+    on_channel: tuple[Message, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.messages)
@@ -195,6 +209,12 @@ class Session:
         self._ack_send, self._ack_recv = anyio.create_memory_object_stream[str](math.inf)
         self._push_saved: PushState | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        # Everything here that waits for mail waits on this, never on the transport itself.
+        self.bell = MailBell(self._listen_for_mail, settings.safety_recheck)
+        # What each running wait_for_messages waits for: the push loop leaves such
+        # messages to it, so that they come whole in its result, not by channel.
+        self._waits: dict[int, Callable[[Message], bool]] = {}
+        self._next_wait = 0
 
     # -- registration ----------------------------------------------------------
 
@@ -277,6 +297,7 @@ class Session:
 
     async def unregister(self) -> None:
         self._stopping = True
+        self.bell.close()  # waits return now, taking nothing
         if self.peer is None:
             return
         # Acknowledge what the model was shown before the record goes offline.
@@ -305,6 +326,7 @@ class Session:
     def start(self, tg: anyio.abc.TaskGroup, deliver: PushCallback | None = None) -> None:
         """Start the session's loops, each restarted if it fails: only shutdown ends them."""
         self._tg = tg
+        self.bell.start(tg)
         tg.start_soon(self.supervise, "heartbeat", self.keep_alive)
         tg.start_soon(self.supervise, "files", self.refresh_files)
         tg.start_soon(self.supervise, "acks", self.ack_loop)
@@ -662,17 +684,29 @@ class Session:
         """How many pending messages to fetch: past those pushed or reserved, to new ones."""
         return min(c.FETCH_LIMIT + len(self._pushed) + len(self._reserved), c.MAX_FETCH_WINDOW)
 
-    async def take_mail(self, since: int, budget: int = c.MAX_RESULT_MAIL_BYTES) -> Handout:
-        """Unread mail for a result of a call of epoch ``since`` (:meth:`call_started`).
+    async def take_mail(
+        self,
+        since: int,
+        budget: int = c.MAX_RESULT_MAIL_BYTES,
+        *,
+        match: Callable[[Message], bool] | None = None,
+        asked_at: float | None = None,
+    ) -> Handout:
+        """Unread mail for a result of a call of epoch ``since`` (:meth:`call_started`),
+        made at ``asked_at`` (now if not given).
 
         The mail is reserved for that result: :meth:`commit` it once the result was
         written, :meth:`release` it if it never will be. Never-pushed mail and mail
         the channel dropped go out at once; a push is held back as :meth:`_due` says.
+        With ``match``, only the messages it accepts are taken; the others stay
+        unread and are listed in :attr:`Handout.unmatched`, and matching ones held
+        back for the channel in :attr:`Handout.on_channel`.
         """
         peer = self.peer
         if peer is None:
             return Handout()
-        asked_at = time.time()
+        if asked_at is None:
+            asked_at = time.time()
         if self._pushed:
             await self._settle_pushes(since, asked_at)
         async with self._mail_lock:
@@ -680,17 +714,25 @@ class Session:
             pending = await self.service.pending(peer.id, window)
             self._ack_again(pending, window)
             chosen: list[Message] = []
+            unmatched: list[Message] = []
+            on_channel: list[Message] = []
             unsure: set[str] = set()
             for message in pending:
                 if message.id in self._shown or message.id in self._reserved:
                     continue
+                wanted = match is None or match(message)
                 pushed = self._pushed.get(message.id)
                 if pushed is not None:
                     due, maybe_seen = self._due(message.id, pushed, since, asked_at)
                     if not due:
+                        if wanted and match is not None:
+                            on_channel.append(message)
                         continue
                     if maybe_seen:
                         unsure.add(message.id)
+                if not wanted:
+                    unmatched.append(message)
+                    continue
                 chosen.append(message)
             kept: list[Message] = []
             used = 0
@@ -700,11 +742,47 @@ class Session:
                     break
                 kept.append(message)
                 used += size
-            more = len(chosen) - len(kept)
+            more = len(chosen) - len(kept) + len(unmatched)
             if len(pending) >= window:
                 more = max(more, 1)  # a full batch: more are behind it
             self._reserved.update(m.id for m in kept)
-        return Handout(kept, frozenset(unsure & {m.id for m in kept}), more)
+        return Handout(
+            kept,
+            frozenset(unsure & {m.id for m in kept}),
+            more,
+            unmatched=tuple(unmatched),
+            on_channel=tuple(on_channel),
+        )
+
+    # -- waiting for mail ------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def _listen_for_mail(self, timeout: float) -> bool:
+        """The bell's one wait on the transport (see :mod:`peers.mailbell`)."""
+        peer = self.peer
+        if peer is None:
+            await anyio.sleep(min(timeout, 0.5))
+            return True  # registered meanwhile, perhaps: the waiters look again
+        return await self.service.wait_for_mail(peer.id, timeout)
+
+    @contextlib.contextmanager
+    def waiting_for(self, match: Callable[[Message], bool]) -> Iterator[None]:
+        """While a wait_for_messages runs: the push loop leaves messages it matches to it."""
+        key = self._next_wait
+        self._next_wait += 1
+        self._waits[key] = match
+        try:
+            yield
+        finally:
+            del self._waits[key]
+            # A message held for the wait and not taken by it goes by push after all.
+            self.bell.ring()
+
+    def _held_for_a_wait(self, message: Message) -> bool:
+        return any(match(message) for match in self._waits.values())
 
     # -- push ------------------------------------------------------------------
 
@@ -718,6 +796,8 @@ class Session:
                 continue
             try:
                 pushed_now = 0
+                # Before the read: a send after it rings past this mark.
+                mark = self.bell.mark()
                 async with self._mail_lock:
                     window = self._window()
                     messages = await self.service.pending(peer.id, window)
@@ -729,6 +809,7 @@ class Session:
                             message.id in self._shown
                             or message.id in self._reserved
                             or message.id in self._pushed
+                            or self._held_for_a_wait(message)
                         ):
                             continue
                         await deliver(message, await self.sender_of(message))
@@ -738,7 +819,7 @@ class Session:
                         pushed_now += 1
                 if len(messages) >= window and pushed_now:
                     continue
-                await self.service.wait_for_mail(peer.id, self.settings.safety_recheck)
+                await self.bell.wait(mark, self.settings.safety_recheck)
             except PeersError as exc:
                 log.warning("mail delivery paused", error=str(exc))
                 await anyio.sleep(1.0)

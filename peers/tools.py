@@ -12,18 +12,20 @@ but ``kill_peer`` is one of those, and ``kill_peer`` is destructive, so it asks.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from peers import constants as c
 from peers.errors import PeersError
 
 __all__ = [
     "CLIENT_ARGUMENTS",
     "INSTRUCTIONS",
     "TOOLS",
+    "WAIT_TOOL",
     "CheckedArgs",
     "ToolInputError",
     "check_args",
@@ -45,6 +47,14 @@ Do NOT use any built-in SendMessage tool to answer peers: only this send_message
 - set_summary(summary): one or two sentences on what you are working on; set it when you start \
 a task and when it changes. set_name(name): a stable name others can address you by.
 - check_messages(): read and acknowledge your unread messages.
+- wait_for_messages(timeout_s?, from?, reply_to?): wait until a message arrives (from one \
+peer, or answering one message_id) and return it like check_messages; it returns at once when \
+one is already unread, and at the timeout (default 60 s, at most 600) with none. Use it when \
+you have nothing else to do until a peer answers something you asked, e.g. an orchestrator \
+that handed out tasks and waits for "DONE". Do not use it instead of your own work, to wait \
+for a peer you did not ask anything, or in a loop with no end: check_messages (or any peers \
+call) shows what has arrived without waiting. Mail that does not match stays unread; the \
+result says how much waits and from whom.
 - whoami(): your own id, name, scope facts, how you receive messages, and your file claims.
 - claim_files(paths, exclusive=true, reason, ttl): claim files, directories or globs of this \
 repository (paths relative to its root) before you change them, so other sessions' edits of them \
@@ -157,6 +167,36 @@ TOOLS: list[dict[str, Any]] = [
         annotations=_annotations("Read your messages"),
     ),
     _tool(
+        name="wait_for_messages",
+        description="Wait until a message arrives (optionally from one peer, or answering one "
+        "message_id), then return it like check_messages and mark it read; returns at once if "
+        "one is already unread, or at the timeout with none. For waiting on a reply you asked "
+        "for, not instead of your own work.",
+        input_schema=_schema(
+            {
+                "timeout_s": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": f"seconds to wait at most: default {c.WAIT_DEFAULT_TIMEOUT:g}, "
+                    f"up to {c.WAIT_MAX_TIMEOUT:g} (a longer one waits {c.WAIT_MAX_TIMEOUT:g} and "
+                    "the result says so); 0 looks without waiting",
+                },
+                "from": {
+                    "type": "string",
+                    "description": "only a message from this peer: id, name, or an unambiguous "
+                    "prefix (as send_message's to_id)",
+                },
+                "reply_to": {
+                    "type": "string",
+                    "description": "only a message answering this message_id (one you sent)",
+                },
+            },
+            [],
+        ),
+        # It takes mail as check_messages does: not read-only, and nothing outside peers.
+        annotations=_annotations("Wait for a message"),
+    ),
+    _tool(
         name="whoami",
         description="Your own id, name, host, directory, repository and how you receive messages.",
         input_schema=_schema({}, []),
@@ -225,6 +265,7 @@ TOOLS: list[dict[str, Any]] = [
 ]
 _TOOL_SCHEMAS = {tool["name"]: tool["inputSchema"] for tool in TOOLS}
 KILL_TOOL = "kill_peer"
+WAIT_TOOL = "wait_for_messages"
 
 
 def tools_for(allow_kill: bool) -> list[dict[str, Any]]:
@@ -258,6 +299,14 @@ _ALIASES: dict[str, dict[str, str]] = {
         **dict.fromkeys(("shared", "mode", "lock"), "exclusive"),
     },
     "release_files": dict.fromkeys(("path", "files", "file", "file_paths"), "paths"),
+    WAIT_TOOL: {
+        **dict.fromkeys(
+            ("timeout", "seconds", "timeout_sec", "timeout_seconds", "wait", "wait_s", "secs"),
+            "timeout_s",
+        ),
+        **dict.fromkeys(("from_id", "from_name", "sender", "sender_id", "peer", "peer_id"), "from"),
+        **dict.fromkeys(("in_reply_to", "reply_to_id", "message_id", "answering"), "reply_to"),
+    },
 }
 
 # What a JSON type in a schema accepts (a bool is no number here).
@@ -335,9 +384,9 @@ def check_args(tool: str, args: Mapping[str, Any]) -> CheckedArgs:
             value = taken[key] = [value]  # one path given as text: a list of one
         if kind == "boolean" and isinstance(value, str) and value.lower() in ("true", "false"):
             value = taken[key] = value.lower() == "true"
-        if kind == "number" and isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = taken[key] = float(value)
+        if kind == "number":
+            taken[key] = _number(tool, key, value, props[key])
+            continue
         wanted = _TYPES.get(kind, (str,))
         if not isinstance(value, wanted) or (kind == "number" and isinstance(value, bool)):
             words = {"string": "a string", "boolean": "true or false", "number": "a number",
@@ -361,3 +410,27 @@ def check_args(tool: str, args: Mapping[str, Any]) -> CheckedArgs:
                 f"{tool}: '{key}' must be one of {', '.join(enum)}, not {value!r}", allowed=enum
             )
     return CheckedArgs({k: v for k, v in taken.items() if v is not None}, tuple(sorted(ignored)))
+
+
+def _number(tool: str, key: str, value: Any, prop: Mapping[str, Any]) -> float:
+    """A number argument; a number in a string ("60") too, as models sometimes quote them."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    low = prop.get("minimum")
+    if number is None or not math.isfinite(number):
+        raise ToolInputError(
+            f"{tool}: '{key}' must be a number, not {value!r}",
+            hint=f"pass '{key}' as a number{f' of at least {low:g}' if low is not None else ''}",
+        )
+    if low is not None and number < low:
+        raise ToolInputError(
+            f"{tool}: '{key}' must be at least {low:g}, not {number:g}",
+            hint=prop.get("description"),
+        )
+    return number

@@ -82,3 +82,42 @@ def test_every_tool_is_annotated_and_only_kill_is_destructive() -> None:
 def test_kill_peer_is_offered_only_when_allowed() -> None:
     assert "kill_peer" not in {t["name"] for t in tools_for(allow_kill=False)}
     assert "kill_peer" in {t["name"] for t in tools_for(allow_kill=True)}
+
+
+@pytest.mark.parametrize(
+    ("args", "meant"),
+    [
+        ({"timeout": 30}, "timeout_s"),
+        ({"seconds": 30}, "timeout_s"),
+        ({"from_id": "bob"}, "from"),
+        ({"sender": "bob"}, "from"),
+        ({"in_reply_to": "01x"}, "reply_to"),
+        ({"timeout_sec": 5}, "timeout_s"),
+    ],
+)
+def test_wait_for_messages_slips_name_the_argument_meant(args: dict[str, Any], meant: str) -> None:
+    with pytest.raises(ToolInputError, match=f"did you mean '{meant}'"):
+        check_args("wait_for_messages", args)
+
+
+def test_wait_for_messages_numbers() -> None:
+    assert check_args("wait_for_messages", {}).args == {}
+    assert check_args("wait_for_messages", {"timeout_s": 30}).args == {"timeout_s": 30.0}
+    assert check_args("wait_for_messages", {"timeout_s": 0.5}).args == {"timeout_s": 0.5}
+    # Models sometimes quote numbers.
+    assert check_args("wait_for_messages", {"timeout_s": " 90 "}).args == {"timeout_s": 90.0}
+    for bad in ("soon", True, [30], {"s": 1}, float("nan"), float("inf"), "1e999"):
+        with pytest.raises(ToolInputError, match="must be a number"):
+            check_args("wait_for_messages", {"timeout_s": bad})
+    with pytest.raises(ToolInputError, match="at least 0") as err:
+        check_args("wait_for_messages", {"timeout_s": -1})
+    assert err.value.hint and "600" in err.value.hint
+    # More than the maximum passes here: the wait cuts it to 600 s and says so.
+    assert check_args("wait_for_messages", {"timeout_s": 3600}).args == {"timeout_s": 3600.0}
+
+
+def test_wait_for_messages_is_annotated_like_check_messages() -> None:
+    """It takes mail as check_messages does: not read-only, not destructive, a closed world."""
+    hints = {t["name"]: {k: v for k, v in t["annotations"].items() if k != "title"} for t in TOOLS}
+    assert hints["wait_for_messages"] == hints["check_messages"]
+    assert hints["wait_for_messages"]["readOnlyHint"] is False

@@ -50,6 +50,7 @@ async def test_discover_is_refused_and_initialize_carries_the_channel(
             "send_message",
             "set_summary",
             "check_messages",
+            "wait_for_messages",
             "broadcast_message",
             "whoami",
             "set_name",
