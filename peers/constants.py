@@ -72,6 +72,11 @@ TRANSCRIPT_FLUSH: Final = 0.3
 # before it carries the message itself.
 TRANSCRIPT_GRACE: Final = 0.5
 
+# A tool result's mail is acknowledged this long after the result was written: a
+# cancel of the call that crossed the result on the wire (the client ignores the
+# result then) gives the mail back instead.
+CANCEL_SETTLE: Final = 0.5
+
 # wait_for_messages: how long it waits when not told, the most it waits (a longer
 # timeout_s is cut to this, and the result says so), and how often it reports progress
 # to a client that asked for it (a progressToken), so that a client's tool timeout

@@ -245,6 +245,7 @@ async def run_server(
             stopping = True
             try:
                 session = handlers._session
+                handlers.commit_landed()
                 if session is not None:
                     budget = min(_UNREGISTER_BUDGET, deadline - time.monotonic() - _FLUSH_BUDGET)
                     with anyio.move_on_after(budget) as scope:
@@ -299,6 +300,7 @@ async def run_server(
         writer = TrackedWriter(
             _FrontAnswered(write_stream, handover.answered),
             started=handlers.response_write_started,
+            failed=handlers.response_not_written,
             written=None if wire is not None else handlers.response_written,
         )
         dispatcher = JSONRPCDispatcher(

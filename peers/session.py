@@ -349,6 +349,11 @@ class Session:
             listener = HookListener(paths, SessionHooks(self))
             tg.start_soon(self.supervise, "hooks", listener.serve)
 
+    @property
+    def has_background(self) -> bool:
+        """Whether :meth:`spawn` runs work (the session's loops were started)."""
+        return self._tg is not None
+
     def spawn(self, work: Awaitable[None]) -> None:
         """Run ``work`` in the background of the session (errors are logged, not raised)."""
 

@@ -10,13 +10,14 @@ SDK report the rest:
 
 - :class:`TrackedWriter` wraps the SDK's outgoing message stream: it reports that
   the write of a response started (from then on the SDK's dispatcher writes it,
-  even if the request is cancelled), counts channel notifications, and, where no
+  even if the request is cancelled) or could not be handed on, counts channel
+  notifications, and, where no
   stdout tap exists (stdio not on two pipes: a file or a terminal, never an MCP
   client), reports the response as written once the SDK's writer took it.
-- :class:`CancelTap` wraps the incoming message stream: after the dispatcher has
-  handled a ``notifications/cancelled``, a response whose write did not start is
-  never written (the dispatcher drops the results of cancelled requests), so the
-  mail it carried is given back.
+- :class:`CancelTap` wraps the incoming message stream: it reports each
+  ``notifications/cancelled`` once the dispatcher has handled it. The client
+  ignores the result of a call it cancelled, written or not, so the mail that
+  result carried is given back (:meth:`peers.server.PeersServer.request_cancelled`).
 """
 
 from __future__ import annotations
@@ -92,11 +93,13 @@ class TrackedWriter(StreamWrapper):
         inner: MessageStream,
         *,
         started: Report | None = None,
+        failed: Report | None = None,
         written: Report | None = None,
     ) -> None:
         self.inner = inner
         self.channel_sent = 0
         self._started = started
+        self._failed = failed
         # Only where the stdio writer does not report the real write (no pipes).
         self._written = written
 
@@ -105,7 +108,13 @@ class TrackedWriter(StreamWrapper):
         rid = msg.id if isinstance(msg, types.JSONRPCResponse | types.JSONRPCError) else None
         if rid is not None and self._started is not None:
             self._started(rid)
-        await self.inner.send(item)
+        try:
+            await self.inner.send(item)
+        except BaseException:
+            # Closed, or cancelled while the stream was full: it never goes out.
+            if rid is not None and self._failed is not None:
+                self._failed(rid)
+            raise
         if rid is not None and self._written is not None:
             self._written(rid)
         if isinstance(msg, types.JSONRPCNotification) and msg.method == CHANNEL_METHOD:
