@@ -106,6 +106,9 @@ class SessionHooks:
             return HookReply()
         self._note_seen(peer)
         data = request.input
+        transcript = data.get("transcript_path")
+        if client == "claude" and isinstance(transcript, str):
+            session.follow_transcript(transcript)
         handout = Handout()
         try:
             outcome, handout = await self._outcome(event, peer, data)
@@ -126,6 +129,12 @@ class SessionHooks:
             session.release(handout)
 
         return HookReply(stdout, stderr, code, on_written=written, on_abandoned=abandoned)
+
+    def _our_tool(self, data: dict[str, Any]) -> bool:
+        """Whether a tool hook is about one of this server's own tools (``mcp__peers__...``)."""
+        tool = data.get("tool_name")
+        prefix = f"mcp__{self.session.settings.server_name}__"
+        return isinstance(tool, str) and tool.startswith(prefix)
 
     def _client_name(self) -> str | None:
         ctx = self.session.context
@@ -152,10 +161,17 @@ class SessionHooks:
         if event is HookEvent.STOP and data.get("stop_hook_active") is True:
             return Outcome(), Handout()  # continued once already: let the turn end
         since = session.call_started()
+        after_our_result = event is HookEvent.POST_TOOL_USE and self._our_tool(data)
+        if after_our_result:
+            # Our result's write already counted as this step's boundary, and the model
+            # has not read that result yet: a push made during the call is still to come
+            # in the channel, after it.
+            since -= 1
         # More than fits: the newest of it are shown (see _mail), the rest goes back.
         handout = await session.take_mail(since)
-        # A step boundary: a push from now on may be shown by the channel after this step.
-        session.step_done()
+        if not after_our_result:
+            # A step boundary: a push from now on may be shown by the channel after this step.
+            session.step_done()
         try:
             mail, handout = await self._mail(handout, stop=event is HookEvent.STOP)
             if event is HookEvent.SESSION_START:

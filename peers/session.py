@@ -44,6 +44,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -609,6 +610,10 @@ class Session:
         at ``asked_at``), and whether the model may have seen it in the channel already."""
         if self._push_off() or self._dropped(message_id, pushed, asked_at):
             return True, False  # the channel was proven to drop messages
+        transcript = self.transcript
+        if transcript is not None and message_id in transcript.received:
+            # Claude Code holds it queued: it shows it after the current tool result.
+            return False, True
         return since > pushed.epoch, True
 
     def _dropped(self, message_id: str, pushed: _Pushed, asked_at: float | None = None) -> bool:
@@ -852,6 +857,25 @@ class Session:
                 log.info("push confirmed: the transcript shows channel messages")
                 await self._set_push(PushState.CONFIRMED)
         await self._note_drops()
+
+    def follow_transcript(self, path: str) -> None:
+        """The session's transcript is now ``path`` (from a hook's input): ``/clear`` and
+        resuming start a new one while this server runs on.
+
+        A push the old transcript never showed did not reach the new conversation:
+        it counts as never pushed (the next hook or result carries it).
+        """
+        transcript = self.transcript
+        if transcript is None or not path.endswith(".jsonl") or not os.path.isabs(path):
+            return
+        new = Path(path)
+        if new in (transcript.expected, transcript.path):
+            return
+        log.info("the session's transcript changed (/clear or resume); following it", path=path)
+        self.transcript = Transcript(new, transcript.server)
+        if self._pushed:
+            self._pushed.clear()
+            self.bell.ring()
 
     async def _set_push(self, state: PushState) -> None:
         self.push_state = state

@@ -140,8 +140,28 @@ async def test_a_push_made_during_a_call_waits_for_a_later_call(rig: Rig) -> Non
         rig.record({"type": "queue-operation", "operation": "enqueue", "content": text})
         assert not (await rig.session.take_mail(since)).messages
         rig.session.result_written()
-        # The next call: the transcript still does not show it, so the result carries it,
-        # marked as possibly seen in the channel already.
+        # Later calls: Claude Code holds it queued until the model can read it, so no
+        # result carries a second copy, however many go out meanwhile.
+        for _ in range(3):
+            assert not (await rig.session.take_mail(rig.session.call_started())).messages
+            rig.session.result_written()
+        assert await rig.pending_ids() == [message.id]
+        rig.show(message)  # shown at last: acknowledged by the transcript alone
+        with anyio.fail_after(10):
+            while await rig.pending_ids():
+                await anyio.sleep(0.01)
+        assert not (await rig.session.take_mail(rig.session.call_started())).messages
+
+    await running(rig, body)
+
+
+async def test_a_push_the_transcript_is_silent_on_goes_with_a_later_result(rig: Rig) -> None:
+    async def body() -> None:
+        message = await rig.send("not in the transcript yet")
+        await rig.pushed_all(message)
+        rig.session.result_written()
+        # Neither received nor proven dropped once the grace ran out: the result carries
+        # it, marked as possibly seen in the channel already.
         handout = await rig.session.take_mail(rig.session.call_started())
         assert [m.id for m in handout.messages] == [message.id]
         assert handout.also_pushed == {message.id}
@@ -324,5 +344,60 @@ async def test_a_call_well_after_a_push_with_a_silent_transcript_proves_the_drop
         assert [m.id for m in handout.messages] == [message.id]
         assert not handout.also_pushed
         assert rig.session.push_state is PushState.OFF
+
+    await running(rig, body)
+
+
+async def test_the_hook_right_after_our_result_leaves_a_push_of_that_call_to_the_channel(
+    rig: Rig,
+) -> None:
+    from peers.hookhandler import SessionHooks
+    from peers.hookserver import HookRequest
+
+    hooks = SessionHooks(rig.session)
+
+    async def post_tool_use(tool: str) -> str:
+        reply = await hooks(HookRequest("PostToolUse", "claude", {"tool_name": tool}))
+        if reply.on_written is not None:
+            await reply.on_written()
+        return reply.stdout
+
+    async def body() -> None:
+        rig.session.call_started()  # a peers tool call is in flight
+        message = await rig.send("pushed during the call")
+        await rig.pushed_all(message)
+        rig.session.result_written()
+        # Claude Code runs PostToolUse before the model reads the result, and shows the
+        # push after that result: the hook must not carry a second copy.
+        assert message.id not in await post_tool_use("mcp__peers__whoami")
+        # A later step, the transcript still silent on it: now it comes with the hook.
+        assert message.body in await post_tool_use("Read")
+
+    await running(rig, body)
+
+
+async def test_after_clear_the_session_follows_the_new_transcript(rig: Rig, tmp_path: Path) -> None:
+    from peers.hookhandler import SessionHooks
+    from peers.hookserver import HookRequest
+
+    hooks = SessionHooks(rig.session)
+    fresh = tmp_path / "after-clear.jsonl"
+    fresh.write_text("")
+
+    async def body() -> None:
+        message = await rig.send("pushed into the conversation that /clear ended")
+        await rig.pushed_all(message)
+        # The next hook names the new transcript: the push the old one never showed
+        # did not reach the new conversation, so that hook's output carries it.
+        reply = await hooks(
+            HookRequest("UserPromptSubmit", "claude", {"transcript_path": str(fresh)})
+        )
+        assert rig.session.transcript is not None and rig.session.transcript.expected == fresh
+        assert message.body in reply.stdout and reply.on_written is not None
+        await reply.on_written()
+        with anyio.fail_after(10):
+            while await rig.pending_ids():
+                await anyio.sleep(0.01)
+        assert rig.session.push_state is PushState.UNCONFIRMED  # not taken for a drop
 
     await running(rig, body)
