@@ -3,7 +3,7 @@
 ``serve`` and ``demo`` start things; the rest are the operator's commands,
 thin faces over :class:`peers.service.PeersService` and the transport
 contract (they never touch a store directly). Every read command takes
-``--json`` (keys in docs/CLI.md). Exit codes: 0 ok, 1 a problem was found
+``--json`` (keys in the README, "JSON keys"). Exit codes: 0 ok, 1 a problem was found
 (or the backend failed), 2 a usage error (bad argument, scope or configuration).
 """
 
@@ -104,7 +104,7 @@ def demo() -> None:
 _USAGE_ERRORS = (InvalidInput, ConfigError, AmbiguousTarget)
 
 JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document (keys in docs/CLI.md).")
+    bool, typer.Option("--json", help="Print one JSON document (keys: README, 'JSON keys').")
 ]
 
 
