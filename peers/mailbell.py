@@ -106,9 +106,13 @@ class MailBell:
                     self._scope = scope
                     try:
                         rang = await self._listen_once(self._slice)
-                    except PeersError as exc:
-                        # The waiters read the mailbox and meet the error themselves.
-                        log.debug("waiting for mail failed", error=str(exc))
+                    except Exception as exc:
+                        # The waiters read the mailbox and meet the error themselves;
+                        # a bug here must not end the session's task group.
+                        if isinstance(exc, PeersError):
+                            log.debug("waiting for mail failed", error=str(exc))
+                        else:
+                            log.exception("waiting for mail failed unexpectedly")
                         self.ring()
                         await anyio.sleep(_RETRY)
                         continue

@@ -570,15 +570,17 @@ class Session:
         refresh replaces the list with what git says, which includes them while
         they hold uncommitted changes.
         """
-        peer = self.peer
         inside = [p for p in paths if not os.path.isabs(p)]
-        if peer is None or not inside:
-            return
-        files = tuple(dict.fromkeys([*inside, *peer.files]))[: c.MAX_FILES]
-        if files == peer.files:
+        if not inside:
             return
         async with self._summary_lock:
-            self.peer = await self.service.set_activity(peer.id, files)
+            # Read under the lock: a git refresh or another edit may have just set them.
+            peer = self.peer
+            if peer is None:
+                return
+            files = tuple(dict.fromkeys([*inside, *peer.files]))[: c.MAX_FILES]
+            if files != peer.files:
+                self.peer = await self.service.set_activity(peer.id, files)
 
     def call_started(self) -> int:
         """The epoch of a tool call that starts now (see :meth:`take_mail`)."""
@@ -598,6 +600,8 @@ class Session:
         """``handout`` was never shown (its result was not written): hand it out again."""
         for message in handout.messages:
             self._reserved.discard(message.id)
+        if handout:
+            self.bell.ring()  # free again: the push loop and any wait look at it now
 
     def _push_off(self) -> bool:
         # A method, not an inline test: the state changes across awaits.

@@ -110,3 +110,25 @@ async def test_a_store_that_fails_wakes_the_waiters_to_find_out() -> None:
         with anyio.fail_after(5):
             assert await bell.wait(bell.mark(), 60) is True
         tg.cancel_scope.cancel()
+
+
+async def test_a_bug_in_the_listener_wakes_the_waiters_and_ends_nothing() -> None:
+    calls = 0
+
+    async def listen(timeout: float) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError("a bug")
+        await anyio.sleep(0.01)
+        return True  # mail came
+
+    bell = MailBell(listen, 5.0)
+    async with anyio.create_task_group() as tg:
+        bell.start(tg)
+        with anyio.fail_after(5):
+            assert await bell.wait(bell.mark(), 60) is True
+            # The task group still runs, and the bell listens again.
+            while calls < 2:
+                assert await bell.wait(bell.mark(), 60) is True
+        tg.cancel_scope.cancel()
