@@ -13,6 +13,13 @@ within :data:`DEADLINE` seconds. Messages it shows are acknowledged only after
 its output has been written (it tells the server so), so a hook killed in
 between loses nothing: the mail comes again.
 
+It hands its input only to its own user's server: not through a runtime
+directory that is a symlink, another user's or open to others
+(:func:`peers.runtime.unsafe_dir`), nor to a listener of another uid (the
+kernel's SO_PEERCRED, where there is one). And not whole: tool output and the
+prompt stay here, and a tool input's long strings (a Write's file) are cut to
+what the server reads of them (:func:`_shrink`).
+
 Standard library only, and its cheapest parts (a test fails when a heavy
 module shows up): Python starts in ~10-17 ms here, ``import json, socket``
 costs another ~10 ms (enum, re, selectors), their C halves ``_json`` and
