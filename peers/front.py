@@ -306,5 +306,9 @@ def run() -> None:
             raise failed[0]
         serve.run_serve(handed[0])
     except (_Stop, KeyboardInterrupt):
+        # os._exit runs no finally clause: the hook sockets, if bound by now, go first.
+        hookserver = sys.modules.get("peers.hookserver")
+        if hookserver is not None:
+            hookserver.remove_sockets()
         sys.stderr.flush()
         os._exit(0)

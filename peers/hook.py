@@ -13,6 +13,13 @@ within :data:`DEADLINE` seconds. Messages it shows are acknowledged only after
 its output has been written (it tells the server so), so a hook killed in
 between loses nothing: the mail comes again.
 
+It hands its input only to its own user's server: not through a runtime
+directory that is a symlink, another user's or open to others
+(:func:`peers.runtime.unsafe_dir`), nor to a listener of another uid (the
+kernel's SO_PEERCRED, where there is one). And not whole: tool output and the
+prompt stay here, and a tool input's long strings (a Write's file) are cut to
+what the server reads of them (:func:`_shrink`).
+
 Standard library only, and its cheapest parts (a test fails when a heavy
 module shows up): Python starts in ~10-17 ms here, ``import json, socket``
 costs another ~10 ms (enum, re, selectors), their C halves ``_json`` and
@@ -43,13 +50,21 @@ except ImportError:  # pragma: no cover - other Pythons
 
 __all__ = ["DEADLINE", "PROTOCOL", "main"]
 
-# From start to giving up, whatever happens (the issue: exit within 1 s).
-DEADLINE = 0.9
+# From start to giving up, whatever happens (the issue: exit within 1 s; a loaded
+# machine adds its own delay to start and end the process).
+DEADLINE = 0.75
 PROTOCOL = 1
 # A hook's stdin can carry a whole file (a Write's content, a tool's output).
 _MAX_INPUT = 32 * 1024 * 1024
-# Fields the server never needs: tool output can be megabytes.
-_DROPPED = ("tool_response", "last_assistant_message")
+# Fields the server never reads: tool output, a pasted prompt can be megabytes.
+_DROPPED = ("tool_response", "last_assistant_message", "prompt")
+# A string of the tool input longer than this is cut to what the server reads of it
+# (see _shrink): a Write's whole file, an Edit's old and new text.
+_MAX_STRING = 4096
+# What the server reads in any string of a tool input: the lines of an apply_patch
+# patch that name files (peers.hookevents.edited_paths), and its paths by key.
+_PATCH_MARKERS = ("*** Add File: ", "*** Update File: ", "*** Delete File: ", "*** Move to: ")
+_PATH_KEYS = ("file_path", "notebook_path", "path", "filePath", "absolute_path")
 _CLIENTS = ("claude", "codex", "gemini")
 
 
@@ -130,6 +145,38 @@ def _read_input() -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _shrink(value: Any) -> Any:
+    """A tool input with its long strings cut to their patch lines that name files.
+
+    The server reads a tool input only for the files an edit touches: path fields,
+    and the marker lines of apply_patch text anywhere in it; it finds the same in
+    the result. The content of a Write or an Edit (megabytes, maybe) stays here.
+    """
+    if isinstance(value, str):
+        if len(value) <= _MAX_STRING:
+            return value
+        if not any(m in value for m in _PATCH_MARKERS):
+            return ""
+        return "\n".join(line for line in value.splitlines() if line.startswith(_PATCH_MARKERS))
+    if isinstance(value, list):
+        return [_shrink(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            key: item if key in _PATH_KEYS and isinstance(item, str) else _shrink(item)
+            for key, item in value.items()
+        }
+    return value
+
+
+def _unsafe_runtime_dir() -> str | None:
+    """Why the sockets' directory is not to be trusted (None: it is ours alone)."""
+    for directory in runtime.private_dirs():
+        problem = runtime.unsafe_dir(directory)
+        if problem is not None:
+            return f"{directory} {problem}"
+    return None
+
+
 def _candidates(data: dict[str, Any]) -> list[str]:
     """Socket paths that may belong to this hook's session, most specific first."""
     directory = runtime.runtime_dir()
@@ -152,11 +199,24 @@ def _connect(paths: list[str], deadline: float) -> Any:
         try:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             sock.connect(path)
-            return sock
+            uid = _peer_uid(sock)
+            if uid is None or uid == os.getuid():
+                return sock
+            _debug(f"{path} is served by another user (uid {uid}); not used")
         except OSError as exc:
             _debug(f"cannot connect to {path}: {exc}")
-            sock.close()
+        sock.close()
     return None
+
+
+def _peer_uid(sock: Any) -> int | None:
+    """The uid of the process listening at the other end (Linux SO_PEERCRED), None where unknown."""
+    option = getattr(_sock, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    # struct ucred: pid, uid, gid as native ints (struct would cost an import).
+    raw = sock.getsockopt(_sock.SOL_SOCKET, option, 12)
+    return int.from_bytes(raw[4:8], sys.byteorder)
 
 
 def _read_line(sock: Any, deadline: float) -> bytes | None:
@@ -199,6 +259,12 @@ def run(argv: list[str]) -> int:
         return 0
     for key in _DROPPED:
         data.pop(key, None)
+    if "tool_input" in data:
+        data["tool_input"] = _shrink(data["tool_input"])
+    problem = _unsafe_runtime_dir()
+    if problem is not None:
+        _debug(f"not connecting: {problem}")
+        return 0
     sock = _connect(_candidates(data), deadline)
     if sock is None:
         _debug("no peers serve for this session")

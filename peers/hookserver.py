@@ -32,12 +32,13 @@ import anyio.abc
 from peers.log import get_logger
 from peers.runtime import ensure_runtime_dir
 
-__all__ = ["HookHandler", "HookListener", "HookReply", "HookRequest"]
+__all__ = ["HookHandler", "HookListener", "HookReply", "HookRequest", "remove_sockets"]
 
 log = get_logger("peers.hooks")
 
-# The hook gives up 0.9 s after it started; answer well within that.
-HANDLER_TIMEOUT = 0.7
+# The hook gives up 0.75 s after it started (peers.hook.DEADLINE), some of it
+# spent starting Python and connecting: answer well within that.
+HANDLER_TIMEOUT = 0.65
 # How long a connection may take to send its request, and its "done".
 READ_TIMEOUT = 1.0
 MAX_REQUEST = 32 * 1024 * 1024
@@ -51,7 +52,8 @@ class HookRequest:
     event: str
     # The client named by ``--client`` (claude, codex, gemini), if any.
     client: str | None
-    # The hook's stdin JSON (large fields such as tool_response left out).
+    # The hook's stdin JSON (large fields such as tool_response left out, the long
+    # strings of tool_input cut to the patch lines that name files: peers.hook._shrink).
     input: dict[str, Any]
 
 
@@ -102,10 +104,13 @@ class _Lines:
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
-        self._buffer = b""
+        self._buffer = bytearray()
+        # Where the search for a newline goes on: each byte is looked at once.
+        self._searched = 0
 
     async def line(self) -> bytes | None:
-        while b"\n" not in self._buffer:
+        while (end := self._buffer.find(b"\n", self._searched)) < 0:
+            self._searched = len(self._buffer)
             if len(self._buffer) > MAX_REQUEST:
                 return None
             try:
@@ -113,8 +118,21 @@ class _Lines:
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return None
             self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        self._searched = 0
         return line
+
+
+# The listeners serving in this process: ``peers serve`` ends with os._exit, which
+# runs no finally clause, so it removes their sockets through remove_sockets first.
+_serving: set[HookListener] = set()
+
+
+def remove_sockets() -> None:
+    """Unlink the sockets of every listener of this process (before an ``os._exit``)."""
+    for listener in list(_serving):
+        listener.remove()
 
 
 class HookListener:
@@ -128,15 +146,18 @@ class HookListener:
     async def serve(self, *, task_status: anyio.abc.TaskStatus[list[str]] = anyio.TASK_STATUS_IGNORED) -> None:
         """Bind every path that is free, report which, and serve until cancelled."""
         listeners: list[anyio.abc.SocketListener] = []
+        _serving.add(self)
         try:
             try:
                 ensure_runtime_dir()
             except OSError as exc:
+                # Another user's directory, or a symlink: a socket there is not private.
                 log.warning("no hook socket: the runtime directory is unusable", error=str(exc))
-            for path in self.paths:
-                listener = await self._bind(path)
-                if listener is not None:
-                    listeners.append(listener)
+            else:
+                for path in self.paths:
+                    listener = await self._bind(path)
+                    if listener is not None:
+                        listeners.append(listener)
             task_status.started(list(self._bound))
             if not listeners:
                 await anyio.sleep_forever()
@@ -144,6 +165,7 @@ class HookListener:
                 for listener in listeners:
                     tg.start_soon(listener.serve, self._connection)
         finally:
+            _serving.discard(self)
             self.remove()
             with anyio.CancelScope(shield=True):
                 for listener in listeners:

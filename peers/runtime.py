@@ -14,8 +14,10 @@ the same socket.
 The sockets live in ``/tmp/peers-<uid>/run/`` (``PEERS_RUNTIME_DIR`` overrides
 it): a path that does not depend on HOME or XDG variables, which the clients
 pass differently to servers and hooks, and short enough for ``sun_path``. The
-directory is 0700 and must belong to this user; sockets are 0600, and the
-server checks each caller's uid as well.
+directory is 0700 and must belong to this user (so must ``/tmp/peers-<uid>``):
+the server binds nothing and the hook connects to nothing in one that is a
+symlink, another user's or open to others. Sockets are 0600, and each side
+checks the other's uid where the platform tells it.
 
 Standard library only, and only its cheapest parts (no pathlib, hashlib or
 re): the hook imports this on every tool call.
@@ -24,6 +26,7 @@ re): the hook imports this on every tool call.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import zlib
 
@@ -37,9 +40,11 @@ __all__ = [
     "agent_socket",
     "ancestor_pids",
     "ensure_runtime_dir",
+    "private_dirs",
     "process_identity",
     "runtime_dir",
     "session_socket",
+    "unsafe_dir",
 ]
 
 # How far up a hook looks for its agent (shells and launchers sit in between).
@@ -55,21 +60,60 @@ def runtime_dir() -> str:
     return override or os.path.join("/tmp", f"peers-{os.getuid()}", "run")
 
 
+def private_dirs(path: str | None = None) -> list[str]:
+    """The directories that must be this user's alone for the sockets in ``path`` to be trusted.
+
+    The runtime directory, and in the default layout its parent ``/tmp/peers-<uid>``,
+    which peers creates in a directory everyone can write to. The parent of a
+    ``PEERS_RUNTIME_DIR`` is the user's choice (a home directory may well be 0755).
+    """
+    path = path or runtime_dir()
+    if os.environ.get("PEERS_RUNTIME_DIR"):
+        return [path]
+    return [os.path.dirname(path), path]
+
+
+def unsafe_dir(directory: str, *, open_ok: bool = False) -> str | None:
+    """Why a directory cannot hold our sockets (None: it is ours alone).
+
+    Read with ``lstat``: a symlink is refused, not followed. Another user who
+    created ``/tmp/peers-<uid>`` first could otherwise listen there, receive what
+    the hooks send (tool arguments) and answer the model in our name.
+    """
+    try:
+        st = os.lstat(directory)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is a symlink" if stat.S_ISLNK(st.st_mode) else "is not a directory"
+    if st.st_uid != os.getuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o077 and not open_ok:
+        return f"is open to other users (mode {st.st_mode & 0o777:o})"
+    return None
+
+
 def ensure_runtime_dir() -> str:
-    """The runtime directory, created 0700 (with its parent); refuses one someone else controls."""
+    """The runtime directory, created 0700 (with its parent); refuses one someone else controls.
+
+    Raises PermissionError for a directory that is not ours (another user's, a
+    symlink, not a directory): never chmod'ed, the hook sockets then stay unbound.
+    Only our own, made wider than 0700 by hand, is narrowed again.
+    """
     path = runtime_dir()
+    checked = private_dirs(path)
     for directory in (os.path.dirname(path), path):
-        try:  # noqa: SIM105 - contextlib would cost the hook an import
+        try:
             os.mkdir(directory, 0o700)
         except FileExistsError:
-            pass
-        st = os.lstat(directory)
-        if os.path.islink(directory) or not os.path.isdir(directory):
-            raise PermissionError(f"{directory} is not a directory")
-        if st.st_uid != os.getuid():
-            raise PermissionError(f"{directory} belongs to another user")
-        if st.st_mode & 0o077:
-            os.chmod(directory, 0o700)
+            if directory not in checked:
+                continue  # a PEERS_RUNTIME_DIR's parent that was there: the user's choice
+        # Checked before going on: nothing is made inside a directory that is not ours.
+        problem = unsafe_dir(directory, open_ok=True)
+        if problem is not None:
+            raise PermissionError(f"{directory} {problem}")
+        if os.lstat(directory).st_mode & 0o077:
+            os.chmod(directory, 0o700)  # ours, and not a symlink (lstat said so)
     return path
 
 

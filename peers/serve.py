@@ -39,6 +39,7 @@ from peers.clients import client_kind
 from peers.config import Settings, load_settings
 from peers.errors import PeersError
 from peers.front import CAPABILITIES, Handover
+from peers.hookserver import remove_sockets
 from peers.log import configure_logging, get_logger
 from peers.models import Message, Peer, PushState
 from peers.server import CHANNEL_METHOD, PeersServer, channel_meta, initial_push
@@ -286,6 +287,8 @@ async def run_server(
 
         async def finish() -> None:
             deadline = time.monotonic() + EXIT_DEADLINE
+            # First: a hook from now on finds no socket and gives up at once.
+            remove_sockets()
             await shutdown(deadline)
             with anyio.CancelScope(shield=True), anyio.move_on_after(deadline - time.monotonic()):
                 await flushed()

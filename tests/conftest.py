@@ -8,6 +8,9 @@ to open more instances on the same store: a second process's view of it.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -41,6 +44,27 @@ def redis_transport_missing() -> bool:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# -- hook sockets ----------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test's hook sockets in a directory of its own, never the user's real one.
+
+    Set in the environment, so every ``peers serve`` and ``peers hook`` a test
+    starts inherits it: a stale or foreign socket cannot leak from one test (or
+    from a real session of the developer's) into another. Short, under /tmp:
+    socket paths must fit sun_path (~100 bytes).
+    """
+    path = tempfile.mkdtemp(prefix="pr-", dir="/tmp")
+    run = os.path.join(path, "run")
+    monkeypatch.setenv("PEERS_RUNTIME_DIR", run)
+    try:
+        yield run
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # -- a real redis-server -----------------------------------------------------

@@ -96,6 +96,8 @@ def run_env(tmp_path: Path, url: str, namespace: str) -> dict[str, str]:
         "PEERS_URL": url,
         "PEERS_NAMESPACE": namespace,
         "PEERS_PEER_TTL": "600",
+        # The test's own hook sockets (tests/conftest.py): children lose other PEERS_*.
+        "PEERS_RUNTIME_DIR": os.environ["PEERS_RUNTIME_DIR"],
         "HOME": str(home),
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "CODEX_HOME": str(home / ".codex"),

@@ -19,8 +19,13 @@ from typer.testing import Result
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's own PEERS_* settings must not leak into the commands under test."""
+    """A developer's own PEERS_* settings must not leak into the commands under test.
+
+    PEERS_RUNTIME_DIR stays: it is the test's own (tests/conftest.py).
+    """
     for key in list(os.environ):
+        if key == "PEERS_RUNTIME_DIR":
+            continue
         if key.startswith("PEERS_") or key == "CODEX_HOME":
             monkeypatch.delenv(key)
 

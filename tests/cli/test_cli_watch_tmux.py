@@ -114,6 +114,7 @@ def base_env(tmp_path: Path, url: str, namespace: str) -> dict[str, str]:
         PEERS_URL=url,
         PEERS_NAMESPACE=namespace,
         PEERS_HEARTBEAT_INTERVAL="1",
+        PEERS_RUNTIME_DIR=os.environ["PEERS_RUNTIME_DIR"],  # the test's own (tests/conftest.py)
         HOME=str(tmp_path / "home"),
         XDG_STATE_HOME=str(tmp_path / "state"),
         PYTHONUNBUFFERED="1",

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,21 +13,15 @@ from peers.mcpclient import PeerClient
 from peers.transports import create_transport
 
 
-@pytest.fixture
-def runtime_dir() -> Iterator[str]:
-    """The sessions' hook sockets: a short path of the test's own (sun_path is ~100 bytes)."""
-    path = tempfile.mkdtemp(prefix="pr-", dir="/tmp")
-    try:
-        yield str(Path(path) / "run")
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis_real)])
 def store_env(
     request: pytest.FixtureRequest, tmp_path: Path, namespace: str, runtime_dir: str
 ) -> dict[str, str]:
-    """Environment for sessions sharing one store: a SQLite file or the test redis-server."""
+    """Environment for sessions sharing one store: a SQLite file or the test redis-server.
+
+    ``runtime_dir`` is the test's own (tests/conftest.py), named here too for the
+    sessions started with an environment of their own.
+    """
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/peers.db"
     else:

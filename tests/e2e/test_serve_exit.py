@@ -8,8 +8,10 @@ exit that waits on something (a backend, a sleep), on a loaded machine.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from support import RedisProcess, free_port, make_peer
 from wire import RawServe, initialize, request
 
+from peers import runtime
 from peers.config import load_settings
 from peers.models import Event, EventKind
 from peers.transports import create_transport
@@ -119,6 +122,28 @@ async def test_the_server_ends_at_once_unregistered_once_and_quietly(
     leaves = await _leaves(store, events, me["id"])
     assert len(leaves) == 1, leaves
     assert str(leaves[0].data.get("reason", "")).startswith("unregister")
+    _quiet(serve.stderr())
+
+
+@pytest.mark.parametrize("how", ["EOF", "SIGTERM"])
+async def test_the_hook_sockets_go_with_the_server(
+    env: dict[str, str], tmp_path: Path, runtime_dir: str, how: str
+) -> None:
+    # The server ends with os._exit, which runs no finally clause: a socket left
+    # behind would cost every later hook of the agent a connection attempt.
+    session_env = {**env, "CLAUDE_CODE_SESSION_ID": str(uuid.uuid4())}
+    async with RawServe(session_env, tmp_path / "serve.log") as serve:
+        await _registered(serve)
+        path = runtime.session_socket(session_env["CLAUDE_CODE_SESSION_ID"])
+        with anyio.fail_after(10):
+            while not os.path.exists(path):  # bound by a task of its own, soon after start
+                await anyio.sleep(0.02)
+        if how == "EOF":
+            await serve.close_stdin()
+        else:
+            serve.signal(signal.SIGTERM)
+        assert await serve.wait(timeout=30) == 0
+    assert os.listdir(runtime_dir) == []
     _quiet(serve.stderr())
 
 

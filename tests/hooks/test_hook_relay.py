@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,22 +23,23 @@ import anyio
 import pytest
 
 from peers import runtime
-from peers.hookserver import HookListener, HookReply, HookRequest
+from peers.hook import DEADLINE
+from peers.hookserver import HANDLER_TIMEOUT, HookListener, HookReply, HookRequest
 
 pytestmark = pytest.mark.anyio
 
 PEERS = str(Path(sys.executable).parent / "peers")
 
 
+# What a hook process may take beyond its own DEADLINE: Python's start and end, and the
+# stand-in agent's polling, on a loaded machine.
+MARGIN = 1.0
+
+
 @pytest.fixture
-def run_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    # Short: socket paths must fit sun_path.
-    path = tempfile.mkdtemp(prefix="pr-", dir="/tmp")
-    monkeypatch.setenv("PEERS_RUNTIME_DIR", os.path.join(path, "run"))
-    try:
-        yield os.path.join(path, "run")
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def run_dir(runtime_dir: str) -> str:
+    """The test's own PEERS_RUNTIME_DIR (tests/conftest.py)."""
+    return runtime_dir
 
 
 class Agent:
@@ -89,7 +91,9 @@ async def hook(
     work = tempfile.mkdtemp(prefix="ph-", dir="/tmp")
     try:
         Path(work, "in").write_bytes(data)
-        quoted = " ".join(f"'{a}'" for a in [PEERS, "hook", *args])
+        # `env` execs the hook in its own place: the shell stays its parent.
+        settings = [f"{k}={v}" for k, v in (env or {}).items()]
+        quoted = " ".join(f"'{a}'" for a in ["env", *settings, PEERS, "hook", *args])
         command = (
             f"{quoted} < {work}/in > {work}/out 2> {work}/err; echo $? > {work}/rc.tmp; "
             f"mv {work}/rc.tmp {work}/rc\n"
@@ -200,7 +204,7 @@ async def test_no_server_means_nothing_printed_and_exit_0(agents: list[Agent], r
     agents.append(agent)
     code, out, err, seconds = await hook(agent, '{"session_id": "nobody"}', "PostToolUse")
     assert (code, out, err) == (0, "", "")
-    assert seconds < 1.0
+    assert seconds < DEADLINE + MARGIN
 
 
 @pytest.mark.parametrize(
@@ -245,7 +249,7 @@ async def test_an_unknown_event_reaches_the_server_which_decides(
     assert (code, out, err) == (0, "", "")
 
 
-async def test_a_hung_server_costs_under_a_second_and_shows_nothing(
+async def test_a_hung_server_costs_the_deadline_and_shows_nothing(
     agents: list[Agent], run_dir: str
 ) -> None:
     agent = Agent()
@@ -256,9 +260,26 @@ async def test_a_hung_server_costs_under_a_second_and_shows_nothing(
         code, out, err, seconds = await hook(agent, "{}", "PostToolUse")
         tg.cancel_scope.cancel()
     assert (code, out, err) == (0, "", "")
-    assert seconds < 1.0
+    # The server cut its handler off (it sleeps 5 s) and answered nothing, in time.
+    assert HANDLER_TIMEOUT <= seconds < DEADLINE + MARGIN
     # The handler was cut off before it answered: nothing was handed out to confirm.
     assert len(slow.requests) == 1 and slow.outcomes == []
+
+
+async def test_a_server_that_never_answers_costs_the_relay_its_deadline(
+    agents: list[Agent], run_dir: str
+) -> None:
+    # A listening socket nobody accepts on: the connection and the request go into
+    # the kernel's queues, and no answer ever comes.
+    agent = Agent()
+    agents.append(agent)
+    runtime.ensure_runtime_dir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mute:
+        mute.bind(agent.socket)
+        mute.listen(4)
+        code, out, err, seconds = await hook(agent, "{}", "PostToolUse")
+    assert (code, out, err) == (0, "", "")
+    assert DEADLINE <= seconds < DEADLINE + MARGIN
 
 
 async def test_a_socket_nobody_listens_on_is_passed_over(agents: list[Agent], run_dir: str) -> None:
@@ -266,14 +287,12 @@ async def test_a_socket_nobody_listens_on_is_passed_over(agents: list[Agent], ru
     agents.append(agent)
     runtime.ensure_runtime_dir()
     # A stale socket file left by a server that died.
-    import socket as socket_mod
-
-    stale = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(agent.socket)
     stale.close()
     code, out, err, seconds = await hook(agent, "{}", "PostToolUse")
     assert (code, out, err) == (0, "", "")
-    assert seconds < 1.0
+    assert seconds < DEADLINE + MARGIN
     # A new server takes the stale path over.
     handler = Recorder("back")
     async with anyio.create_task_group() as tg:
@@ -335,3 +354,175 @@ def test_the_hook_path_imports_nothing_heavy(tmp_path: Path) -> None:
         "hashlib", "subprocess", "peers.config", "peers.models", "peers.service",
     }  # fmt: skip
     assert loaded & heavy == set()
+
+
+# -- whose sockets ----------------------------------------------------------------
+
+NOBODY = 65534
+root_only = pytest.mark.skipif(os.getuid() != 0, reason="needs root, to act as another user")
+
+
+def _untrusted(run_dir: str, how: str) -> None:
+    """Make the runtime directory one the hook must not trust (its sockets stay in it)."""
+    if how == "open to others":
+        os.chmod(run_dir, 0o755)
+    elif how == "a symlink":
+        real = run_dir + ".real"
+        os.rename(run_dir, real)
+        os.symlink(real, run_dir)
+    else:  # another user's
+        os.chown(run_dir, NOBODY, -1)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["open to others", "a symlink", pytest.param("another user's", marks=root_only)],
+)
+async def test_a_runtime_dir_not_ours_alone_is_never_connected_to(
+    agents: list[Agent], run_dir: str, how: str
+) -> None:
+    # Someone who made /tmp/peers-<uid> (or its run/) first would read the hook's input
+    # (tool arguments) and could answer the model in our name.
+    agent = Agent()
+    agents.append(agent)
+    runtime.ensure_runtime_dir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as spy:
+        spy.bind(agent.socket)
+        spy.listen(4)
+        _untrusted(run_dir, how)
+        code, out, err, _ = await hook(
+            agent, '{"tool_input": {"command": "secret"}}', "PreToolUse",
+            env={"PEERS_LOG_LEVEL": "debug"},
+        )  # fmt: skip
+        spy.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            spy.accept()  # nobody ever connected
+    assert (code, out) == (0, "")
+    assert "not connecting" in err  # said only with the debug switch on
+
+
+@root_only
+async def test_a_server_of_another_user_is_never_talked_to(
+    agents: list[Agent], run_dir: str
+) -> None:
+    # A listener that is not ours, in a directory that is (root can put one there):
+    # the kernel's word on who listens (SO_PEERCRED) decides.
+    agent = Agent()
+    agents.append(agent)
+    runtime.ensure_runtime_dir()
+    script = (
+        "import os, socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        "s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o666)\n"
+        f"os.setuid({NOBODY})\n"
+        "s.listen(4); print('ready', flush=True)\n"
+        "c, _ = s.accept(); c.recv(65536)\n"
+        "c.sendall(b'{\"stdout\": \"from another user\", \"exit\": 0}\\n')\n"
+        "c.recv(1)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script, agent.socket], stdout=subprocess.PIPE, text=True
+    ) as other:
+        try:
+            assert other.stdout is not None and other.stdout.readline() == "ready\n"
+            code, out, err, _ = await hook(agent, "{}", "PostToolUse", env={"PEERS_LOG_LEVEL": "debug"})
+        finally:
+            other.kill()
+    assert (code, out) == (0, "")
+    assert f"another user (uid {NOBODY})" in err
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["a symlink", pytest.param("another user's", marks=root_only)],
+)
+async def test_the_server_binds_nothing_in_a_runtime_dir_not_ours(
+    run_dir: str, how: str
+) -> None:
+    runtime.ensure_runtime_dir()
+    _untrusted(run_dir, how)
+    mode = os.lstat(run_dir).st_mode
+    path = runtime.agent_socket("1-1")
+    with pytest.raises(PermissionError):
+        runtime.ensure_runtime_dir()
+    async with anyio.create_task_group() as tg:
+        assert await tg.start(HookListener([path], Recorder()).serve) == []
+        tg.cancel_scope.cancel()
+    assert not os.path.lexists(path)
+    assert os.lstat(run_dir).st_mode == mode  # not chmod'ed either
+
+
+def test_our_own_runtime_dir_opened_by_hand_is_narrowed_again(run_dir: str) -> None:
+    runtime.ensure_runtime_dir()
+    os.chmod(run_dir, 0o755)
+    runtime.ensure_runtime_dir()
+    assert os.lstat(run_dir).st_mode & 0o777 == 0o700
+
+
+def test_the_parent_of_a_chosen_runtime_dir_is_left_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PEERS_RUNTIME_DIR=~/.peers-run: the home directory is not peers' to chmod.
+    os.chmod(tmp_path, 0o755)
+    monkeypatch.setenv("PEERS_RUNTIME_DIR", str(tmp_path / "run"))
+    runtime.ensure_runtime_dir()
+    assert os.lstat(tmp_path).st_mode & 0o777 == 0o755
+    assert os.lstat(tmp_path / "run").st_mode & 0o777 == 0o700
+
+
+def test_the_default_layout_checks_the_directory_peers_makes_in_tmp(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PEERS_RUNTIME_DIR")
+    run = runtime.runtime_dir()
+    assert runtime.private_dirs() == [os.path.dirname(run), run]
+    assert os.path.dirname(run) == f"/tmp/peers-{os.getuid()}"
+
+
+# -- big inputs ---------------------------------------------------------------------
+
+
+async def test_a_big_write_is_not_shipped_whole(agents: list[Agent], run_dir: str) -> None:
+    # A Write of a 5 MB file: the server needs its path, not its content.
+    agent = Agent()
+    agents.append(agent)
+    handler = Recorder()
+    data = {
+        "tool_name": "Write",
+        "cwd": "/w",
+        "tool_input": {"file_path": "/w/big.txt", "content": "y" * 5_000_000},
+        "tool_response": {"success": True},
+        "prompt": "p" * 100_000,
+    }
+    async with anyio.create_task_group() as tg:
+        await tg.start(HookListener([agent.socket], handler).serve)
+        code, _, _, _ = await hook(agent, json.dumps(data), "PreToolUse", "--client", "claude")
+        tg.cancel_scope.cancel()
+    assert code == 0
+    [request] = handler.requests
+    assert request.input == {
+        "tool_name": "Write", "cwd": "/w", "tool_input": {"file_path": "/w/big.txt", "content": ""},
+    }  # fmt: skip
+
+
+async def test_a_big_request_in_small_pieces_is_read_whole(run_dir: str) -> None:
+    # The server's line reader, on a request of megabytes arriving a little at a time,
+    # with the "done" right behind it in the same stream.
+    path = runtime.agent_socket("1-1")
+    handler = Recorder("ok")
+    body = "z" * 3_000_000
+    line = json.dumps({"v": 1, "event": "Stop", "client": None, "input": {"body": body}}).encode()
+    async with anyio.create_task_group() as tg:
+        await tg.start(HookListener([path], handler).serve)
+        stream = await anyio.connect_unix(path)
+        for start in range(0, len(line), 4000):
+            await stream.send(line[start : start + 4000])
+        await stream.send(b"\n")
+        reply = json.loads((await stream.receive()).decode())
+        await stream.send(json.dumps({"done": reply["token"]}).encode() + b"\n")
+        with anyio.fail_after(5):
+            await handler.settled.wait()
+        await stream.aclose()
+        tg.cancel_scope.cancel()
+    assert handler.requests[0].input == {"body": body}
+    assert handler.outcomes == ["written"]

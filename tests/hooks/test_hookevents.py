@@ -146,3 +146,45 @@ def test_budget_one_huge_message_is_cut_and_not_shown() -> None:
     assert len(text.encode()) <= 4096
     assert text.endswith("1 not shown whole: call check_messages")
     assert "[...]" in text
+
+
+# -- what the relay keeps of a big tool input ------------------------------------------
+
+BIG = "x = 1\n" * 200_000  # 1.2 MB of file content
+LONG_PATCH = (
+    "*** Begin Patch\n*** Update File: src/api.py\n@@\n" + "+line\n" * 100_000
+    + "*** Add File: src/new.py\n+x\n*** Move to: src/moved.py\n*** End Patch\n"
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "tool_input",
+    [
+        {"file_path": "/work/repo/a.py", "content": BIG},  # Claude Write
+        {"file_path": "a.py", "old_string": BIG, "new_string": BIG},  # Edit
+        {"file_path": "a.py", "edits": [{"old_string": BIG, "new_string": "y"}]},  # MultiEdit
+        {"notebook_path": "nb.ipynb", "new_source": BIG},
+        {"input": LONG_PATCH},  # Codex apply_patch
+        {"command": ["apply_patch", LONG_PATCH]},
+        LONG_PATCH,
+        {"input": "see *** Update File: x\n" + BIG},  # a marker mid-line counts for nothing
+        {"file_path": "/work/repo/" + "d/" * 3000 + "f.py"},  # a long path stays whole
+        {"content": "*** Update File: written.py\n" + BIG},  # marker lines in content count
+        {"file_path": "a.py", "content": "short"},
+    ],
+)
+def test_the_relay_keeps_of_a_tool_input_all_the_server_reads(tool_input: object) -> None:
+    from peers import hook
+
+    shrunk = hook._shrink(tool_input)
+    root = "/work/repo"
+    assert edited_paths(shrunk, root, root) == edited_paths(tool_input, root, root)
+    assert len(json.dumps(shrunk)) < 30_000
+
+
+def test_the_relay_reads_patches_as_the_server_does() -> None:
+    # peers.hook keeps its own copies (it cannot import this module on its fast path).
+    from peers import hook, hookevents
+
+    assert hook._PATCH_MARKERS == hookevents._PATCH_MARKERS
+    assert hook._PATH_KEYS == hookevents._PATH_KEYS
