@@ -53,6 +53,10 @@ __all__ = ["DEADLINE", "PROTOCOL", "main"]
 # From start to giving up, whatever happens (the issue: exit within 1 s; a loaded
 # machine adds its own delay to start and end the process).
 DEADLINE = 0.75
+# At SessionStart, a socket not there yet is looked for again this often, until this long
+# before the deadline (what the exchange with the server needs).
+_SOCKET_RETRY = 0.02
+_EXCHANGE_RESERVE = 0.35
 PROTOCOL = 1
 # A hook's stdin can carry a whole file (a Write's content, a tool's output).
 _MAX_INPUT = 32 * 1024 * 1024
@@ -191,6 +195,15 @@ def _candidates(data: dict[str, Any]) -> list[str]:
     return paths
 
 
+def _open(data: dict[str, Any], deadline: float) -> Any:
+    """A connection to this hook's session server, if it is there and ours."""
+    problem = _unsafe_runtime_dir()
+    if problem is not None:
+        _debug(f"not connecting: {problem}")
+        return None
+    return _connect(_candidates(data), deadline)
+
+
 def _connect(paths: list[str], deadline: float) -> Any:
     for path in paths:
         if not os.path.exists(path):
@@ -261,11 +274,14 @@ def run(argv: list[str]) -> int:
         data.pop(key, None)
     if "tool_input" in data:
         data["tool_input"] = _shrink(data["tool_input"])
-    problem = _unsafe_runtime_dir()
-    if problem is not None:
-        _debug(f"not connecting: {problem}")
-        return 0
-    sock = _connect(_candidates(data), deadline)
+    sock = _open(data, deadline)
+    if sock is None and event == "SessionStart":
+        # The client starts its MCP servers and this hook together: the server's socket
+        # may come a moment later, and the brief is worth that moment (once a session).
+        settle = deadline - _EXCHANGE_RESERVE
+        while sock is None and time.monotonic() < settle:
+            time.sleep(_SOCKET_RETRY)
+            sock = _open(data, deadline)
     if sock is None:
         _debug("no peers serve for this session")
         return 0

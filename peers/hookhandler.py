@@ -61,8 +61,9 @@ __all__ = ["SessionHooks"]
 
 log = get_logger("peers.hooks")
 
-# How long a hook may wait for a session that is still registering (the hook gives up at 0.9 s).
-_REGISTER_WAIT = 0.5
+# How long a hook may wait for a session that is still registering (the server cuts its
+# answer off at 0.65 s, peers.hookserver).
+_REGISTER_WAIT = 0.4
 # Ids of messages announced but too long to show whole, remembered at most (see _mail).
 _ANNOUNCED_MEMORY = 1_000
 

@@ -526,3 +526,41 @@ async def test_a_big_request_in_small_pieces_is_read_whole(run_dir: str) -> None
         tg.cancel_scope.cancel()
     assert handler.requests[0].input == {"body": body}
     assert handler.outcomes == ["written"]
+
+
+async def test_session_start_waits_a_moment_for_a_server_still_starting(
+    agents: list[Agent], run_dir: str
+) -> None:
+    agent = Agent()
+    agents.append(agent)
+    handler = Recorder("the brief")
+    done: list[tuple[int, str, str, float]] = []
+
+    async def run_hook() -> None:
+        done.append(await hook(agent, "{}", "SessionStart", "--client", "claude"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_hook)
+        # The server binds its socket once the hook runs: past its first look (the hook
+        # reaches it some 20 ms after it starts; nothing outside it shows that look).
+        with anyio.fail_after(10):
+            while not _hook_running(agent):
+                await anyio.sleep(0.005)
+        await anyio.sleep(0.15)
+        await tg.start(HookListener([agent.socket], handler).serve)
+        with anyio.fail_after(10):
+            while not done:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    code, out, _, _ = done[0]
+    assert (code, out) == (0, "the brief")
+
+
+def _hook_running(agent: Agent) -> bool:
+    import psutil
+
+    try:
+        children = psutil.Process(agent.proc.pid).children(recursive=True)
+        return any("hook" in child.cmdline() for child in children)
+    except psutil.Error:
+        return False
