@@ -1,4 +1,4 @@
-"""What the benchmarks share: a redis-server of their own on a free port, and percentiles.
+"""What the benchmarks share: a redis-server of their own on a free port, percentiles, CPU time.
 
 Imported by the scripts in this folder (run as ``uv run python benchmarks/NAME.py``,
 which puts this folder on ``sys.path``).
@@ -7,6 +7,7 @@ which puts this folder on ``sys.path``).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -14,8 +15,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
-__all__ = ["free_port", "pct", "redis_server"]
+__all__ = ["cpu_seconds", "free_port", "pct", "redis_server"]
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def free_port() -> int:

@@ -18,15 +18,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,60 +30,16 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchsupport import cpu_seconds, pct, redis_server
+
 from peers.config import load_settings
 from peers.ids import new_message_id
 from peers.mcpclient import PeerClient
 from peers.models import Message, SenderKind
 from peers.transports import create_transport
 
-TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_P50_MS = 10.0
 IDLE_TARGET_PCT = 0.5  # an idle session's target (serve_bench): a wait adds nothing to it
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server not found on PATH (or pass --url, or --backend sqlite)")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="peers-wait-redis-") as data:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data,
-             "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        sys.exit("redis-server did not start")
-                    time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 class Wait:

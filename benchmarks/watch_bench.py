@@ -31,15 +31,11 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchsupport import cpu_seconds
+
 from peers.mcpclient import PeerClient
 
-TICKS = os.sysconf("SC_CLK_TCK")
 HEADER = b"peers watch"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 class Screen:
