@@ -326,3 +326,21 @@ async def test_a_call_well_after_a_push_with_a_silent_transcript_proves_the_drop
         assert rig.session.push_state is PushState.OFF
 
     await running(rig, body)
+
+
+async def test_more_unproven_pushes_than_the_fetch_window_do_not_stop_newer_pushes(
+    rig: Rig,
+) -> None:
+    """Regression: past MAX_FETCH_WINDOW pushes the transcript says nothing of yet (an idle
+    session makes no tool call), every fetch of the push loop held only those, and newer
+    mail was never pushed."""
+    early = [await rig.send(f"early {i}") for i in range(c.MAX_FETCH_WINDOW)]
+
+    async def body() -> None:
+        await rig.pushed_all(*early)
+        late = await rig.send("late")
+        await rig.pushed_all(late)
+        # Pushed, not shown: all still pending.
+        assert len(await rig.service.pending(rig.me.id, 5_000)) == c.MAX_FETCH_WINDOW + 1
+
+    await running(rig, body)
