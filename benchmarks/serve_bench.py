@@ -8,12 +8,20 @@ same way in the same run, and the ratio is printed. It prints:
 - ``initialize`` answered, from spawn (target <= 500 ms), and ``tools/list``;
 - send_message calls/s with 300 calls in flight per sender, 2 sessions sending
   to each other and 4 sessions sending round a ring, every session receiving by
-  push (target >= the reference's); the median of ``--repeat`` runs, the two
-  implementations taking turns so that both see the same load;
+  push, or (peers) with its own send_message results when mail arrived before
+  its push (target >= the reference's); the median of ``--repeat`` runs, the two
+  implementations taking turns so that both see the same load; after each run,
+  every message sent is waited for;
 - push latency (send_message call to the notification at the recipient);
 - an idle session's CPU over ``--idle`` seconds and every session's RSS
   (target <= 60 MB);
 - the exit after SIGTERM (target <= 100 ms).
+
+Each peers session acts as a Claude Code session whose channel works: it
+records every channel message it receives in its session transcript, in Claude
+Code's format, as received and shown to the model, and peers acknowledges each
+message from there (peers never acknowledges a notification alone). The
+reference marks a message delivered when its poll reads it.
 
     uv run python benchmarks/serve_bench.py                 # SQLite in a temp dir
     uv run python benchmarks/serve_bench.py --url redis://127.0.0.1:6379/0
@@ -32,7 +40,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,8 +49,14 @@ import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from benchsupport import free_port, pct
+
+from peers.mcpclient import channel_text
+from peers.transcript import transcript_path
 
 TICKS = os.sysconf("SC_CLK_TCK")
 IN_FLIGHT = 300
@@ -62,27 +75,29 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Session:
     """One MCP server subprocess, driven with raw JSON-RPC lines (no SDK on this side)."""
 
-    def __init__(self, command: list[str], env: dict[str, str], cwd: str) -> None:
+    def __init__(
+        self, command: list[str], env: dict[str, str], cwd: str, transcript: Path | None = None
+    ) -> None:
         self.command, self.env, self.cwd = command, env, cwd
+        # Where this session records the channel messages it shows its model (Claude Code's
+        # transcript), or None (the reference reads no transcript).
+        self.transcript = transcript
         self.proc: asyncio.subprocess.Process | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.channels: asyncio.Queue[float] = asyncio.Queue()
+        # Messages sent to this session so far, and those that reached it, by either path:
+        # a channel notification, or a tool result's new_mail (peers gives mail that has
+        # not been pushed yet to the next result, the benchmark's own send_message calls
+        # included). Counted once each by message id where the path names it (the
+        # reference's notifications name none; its results carry no mail).
+        self.expected = 0
+        self.delivered = 0
+        self._delivered_ids: set[str] = set()
+        self._progress = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self.init_ms = self.list_ms = float("nan")
 
@@ -125,6 +140,32 @@ class Session:
                     future.set_result(message)
             elif message.get("method") == "notifications/claude/channel":
                 self.channels.put_nowait(time.perf_counter())
+                params = message["params"]
+                if self.transcript is not None:
+                    self._record(params)
+                self._arrived(params["meta"].get("message_id"))
+
+    def _arrived(self, message_id: str | None) -> None:
+        if message_id is not None:
+            if message_id in self._delivered_ids:
+                return  # pushed and also in a result (peers marks it also_pushed)
+            self._delivered_ids.add(message_id)
+        self.delivered += 1
+        self._progress.set()
+
+    def _record(self, params: dict[str, Any]) -> None:
+        """What Claude Code writes when a channel message arrives and is shown (idle session)."""
+        assert self.transcript is not None
+        text = channel_text("peers", params["content"], params["meta"])
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        records: list[dict[str, Any]] = [
+            {"type": "queue-operation", "operation": "enqueue", "content": text},
+            {"type": "user", "message": {"role": "user", "content": text}, "isMeta": True,
+             "origin": {"kind": "channel", "server": "peers"}},
+        ]  # fmt: skip
+        with self.transcript.open("a") as fh:
+            for record in records:
+                fh.write(json.dumps({"timestamp": stamp, **record}) + "\n")
 
     async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         request_id = next(self._ids)
@@ -139,12 +180,32 @@ class Session:
 
     async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
         result = await self.request("tools/call", {"name": tool, "arguments": arguments})
+        mail = (result.get("structuredContent") or {}).get("new_mail")
+        for item in mail["messages"] if mail else ():
+            self._arrived(item["message_id"])
         if result.get("isError"):
             raise RuntimeError(f"{tool} failed: {result['content'][0]['text']}")
         return result
 
     async def next_channel(self, timeout: float = 30) -> float:
         return await asyncio.wait_for(self.channels.get(), timeout)
+
+    async def drained(self, timeout: float) -> None:
+        """Wait until every message sent to this session reached it; then forget the
+        notifications' arrival times (only push_latency reads them)."""
+        deadline = time.monotonic() + timeout
+        while self.delivered < self.expected:
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                name = self.env.get("PEERS_NAME")
+                raise RuntimeError(
+                    f"session {name}: {self.delivered} of the {self.expected} messages sent "
+                    f"to it arrived within {timeout:.0f} s"
+                ) from None
+        while not self.channels.empty():
+            self.channels.get_nowait()
 
     async def stop(self) -> float:
         """SIGTERM, and the milliseconds until the process is gone (seen on a pidfd, not
@@ -154,8 +215,13 @@ class Session:
             return float("nan")
         loop = asyncio.get_running_loop()
         pidfd = os.pidfd_open(self.proc.pid)
-        exited = loop.create_future()
-        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(time.perf_counter()))
+        exited: asyncio.Future[float] = loop.create_future()
+
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(time.perf_counter())
+
+        loop.add_reader(pidfd, on_exit)
         started = time.perf_counter()
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -182,6 +248,8 @@ class Flavour:
     env: dict[str, str]
     find_ids: Callable[[list[Session]], Awaitable[list[str]]]
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    # Its sessions keep a Claude Code transcript (each with its own session id).
+    transcripts: bool = False
 
 
 async def _whoami_ids(sessions: list[Session]) -> list[str]:
@@ -196,8 +264,12 @@ def peers_flavour(url: str | None, tmp: str) -> Flavour:
         "PEERS_LOG_LEVEL": "warning",
         "PEERS_RATE_LIMIT": "100000000",
         "XDG_STATE_HOME": tmp,
+        "CLAUDE_CONFIG_DIR": f"{tmp}/claude",
+        "CLAUDE_PROJECT_DIR": tmp,
     }
-    return Flavour("peers", [sys.executable, "-m", "peers", "serve"], env, _whoami_ids)
+    return Flavour(
+        "peers", [sys.executable, "-m", "peers", "serve"], env, _whoami_ids, transcripts=True
+    )
 
 
 def reference_flavour(checkout: Path, bun: str, tmp: str) -> Flavour:
@@ -244,16 +316,26 @@ def reference_flavour(checkout: Path, bun: str, tmp: str) -> Flavour:
     return Flavour("reference", [bun, str(checkout / "server.ts")], env, broker_ids, [stop_broker])
 
 
-async def send_rate(sessions: list[Session], ids: list[str], per_sender: int) -> float:
-    """send_message calls/s: each session sends to the next, IN_FLIGHT calls at a time."""
+async def send_rate(sessions: list[Session], ids: list[str], per_sender: int, run: int) -> float:
+    """send_message calls/s: each session sends to the next, IN_FLIGHT calls at a time.
+
+    Every body names its run (``run``, unique in the benchmark): peers answers a send
+    of the same body from the same sender to the same recipient within
+    SEND_REPEAT_WINDOW with the first one's result, sending nothing.
+    """
     count = len(sessions)
 
     async def sender(i: int) -> None:
         target, queue = ids[(i + 1) % count], iter(range(per_sender))
+        sessions[(i + 1) % count].expected += per_sender
 
         async def lane() -> None:
             for n in queue:
-                await sessions[i].call("send_message", to_id=target, message=f"rate {i}:{n}")
+                result = await sessions[i].call(
+                    "send_message", to_id=target, message=f"rate {run} {i}:{n}"
+                )
+                if (result.get("structuredContent") or {}).get("repeat"):
+                    raise RuntimeError(f"send {run} {i}:{n} was taken for a repeat")
 
         await asyncio.gather(*(lane() for _ in range(IN_FLIGHT)))
 
@@ -262,11 +344,10 @@ async def send_rate(sessions: list[Session], ids: list[str], per_sender: int) ->
     return count * per_sender / (time.perf_counter() - started)
 
 
-async def drain(sessions: list[Session], expected: int, timeout: float = 120) -> None:
-    """Wait until each session has had ``expected`` pushes (nothing left to compete)."""
+async def drain(sessions: list[Session], timeout: float = 120) -> None:
+    """Wait until every message sent reached its session (nothing left to compete)."""
     for s in sessions:
-        for _ in range(expected):
-            await s.next_channel(timeout)
+        await s.drained(timeout)
 
 
 @dataclass
@@ -291,9 +372,16 @@ class Running:
 
 async def start_flavour(flavour: Flavour, tmp: str) -> Running:
     figures = Figures()
-    sessions = [
-        Session(flavour.command, {**flavour.env, "PEERS_NAME": f"s{i}"}, tmp) for i in range(4)
-    ]
+    sessions = []
+    for i in range(4):
+        env = {**flavour.env, "PEERS_NAME": f"s{i}"}
+        transcript = None
+        if flavour.transcripts:
+            env["CLAUDE_CODE_SESSION_ID"] = str(uuid.uuid4())
+            transcript = transcript_path(env, tmp)
+            assert transcript is not None
+            transcript.parent.mkdir(parents=True, exist_ok=True)
+        sessions.append(Session(flavour.command, env, tmp, transcript))
     running = Running(flavour, sessions, [], figures)
     for s in sessions:  # one at a time, as a client starts them
         await s.start()
@@ -302,8 +390,9 @@ async def start_flavour(flavour: Flavour, tmp: str) -> Running:
     running.ids = ids = await flavour.find_ids(sessions)
     # Warm-up: the first message of each pair opens sockets and caches.
     for i, s in enumerate(sessions):
+        sessions[(i + 1) % 4].expected += 1
         await s.call("send_message", to_id=ids[(i + 1) % 4], message="warm-up")
-    await drain(sessions, 1)
+    await drain(sessions)
     await asyncio.sleep(QUIET + 0.5)  # peers gives memory back after this long without traffic
     figures.rss_idle = [rss_mb(s.pid) for s in sessions]
     return running
@@ -313,9 +402,12 @@ async def push_latency(running: Running, rounds: int) -> None:
     sessions, ids = running.sessions, running.ids
     for n in range(rounds):
         i = n % 4
+        recipient = sessions[(i + 1) % 4]
+        recipient.expected += 1
         sent = time.perf_counter()
         await sessions[i].call("send_message", to_id=ids[(i + 1) % 4], message=f"m{n}")
-        arrived = await sessions[(i + 1) % 4].next_channel()
+        # The recipient makes no calls: the message can only come by channel.
+        arrived = await recipient.next_channel()
         running.figures.latencies.append((arrived - sent) * 1000)
 
 
@@ -338,13 +430,15 @@ async def measure(
             runs.append(await start_flavour(flavour, tmp))
         # The reference pushes by polling its broker once a second: no latency rounds.
         await push_latency(runs[0], args.rounds)
+        turn = itertools.count()
         for _ in range(args.repeat):
             for count in (2, 4):
                 for run in runs:
                     group = run.sessions[:count]
-                    rate = await send_rate(group, run.ids[:count], args.sends // count)
+                    per = args.sends // count
+                    rate = await send_rate(group, run.ids[:count], per, next(turn))
                     run.figures.rate.setdefault(count, []).append(rate)
-                    await drain(group, args.sends // count)
+                    await drain(group)
         before = [cpu_seconds(run.sessions[3].pid) for run in runs]
         await asyncio.sleep(args.idle)
         for run, cpu in zip(runs, before, strict=True):

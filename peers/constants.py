@@ -49,8 +49,9 @@ GC_PAGE: Final = 500
 # forces it): a waiting peer re-reads its mailbox this often.
 WAKEUP_POLL_INTERVAL: Final = 0.25
 
-# Pushed messages stay unread until shown, oldest first in the mailbox: a session's
-# fetch reaches past them to the new ones, up to this many messages in all.
+# Pushed messages stay unread until shown, oldest first in the mailbox: a tool result's
+# fetch reaches past them to the new ones, up to this many messages in all (the push
+# loop's reaches past every push, or newer mail would never be pushed).
 MAX_FETCH_WINDOW: Final = 2_000
 # Message bodies one tool result carries at most (the first message always whole); the
 # rest stay unread, and the result says how many wait.

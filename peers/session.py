@@ -694,9 +694,11 @@ class Session:
                 )
                 await self._set_push(PushState.OFF)
 
-    def _window(self) -> int:
-        """How many pending messages to fetch: past those pushed or reserved, to new ones."""
-        return min(c.FETCH_LIMIT + len(self._pushed) + len(self._reserved), c.MAX_FETCH_WINDOW)
+    def _window(self, cap: int | None = c.MAX_FETCH_WINDOW) -> int:
+        """How many pending messages to fetch: past those pushed or reserved, to new ones
+        (at most ``cap``, if one is given)."""
+        wanted = c.FETCH_LIMIT + len(self._pushed) + len(self._reserved)
+        return wanted if cap is None else min(wanted, cap)
 
     async def take_mail(
         self,
@@ -813,7 +815,10 @@ class Session:
                 # Before the read: a send after it rings past this mark.
                 mark = self.bell.mark()
                 async with self._mail_lock:
-                    window = self._window()
+                    # No cap: a capped fetch full of pushes still waiting for proof (an
+                    # idle session makes no tool call to hand them out) would keep newer
+                    # mail from ever being pushed. The mailbox cap (max_unread) bounds it.
+                    window = self._window(cap=None)
                     messages = await self.service.pending(peer.id, window)
                     self._ack_again(messages, window)
                     for message in messages:

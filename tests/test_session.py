@@ -400,4 +400,20 @@ async def test_after_clear_the_session_follows_the_new_transcript(rig: Rig, tmp_
                 await anyio.sleep(0.01)
         assert rig.session.push_state is PushState.UNCONFIRMED  # not taken for a drop
 
+
+async def test_more_unproven_pushes_than_the_fetch_window_do_not_stop_newer_pushes(
+    rig: Rig,
+) -> None:
+    """Regression: past MAX_FETCH_WINDOW pushes the transcript says nothing of yet (an idle
+    session makes no tool call), every fetch of the push loop held only those, and newer
+    mail was never pushed."""
+    early = [await rig.send(f"early {i}") for i in range(c.MAX_FETCH_WINDOW)]
+
+    async def body() -> None:
+        await rig.pushed_all(*early)
+        late = await rig.send("late")
+        await rig.pushed_all(late)
+        # Pushed, not shown: all still pending.
+        assert len(await rig.service.pending(rig.me.id, 5_000)) == c.MAX_FETCH_WINDOW + 1
+
     await running(rig, body)
