@@ -72,11 +72,8 @@ TRANSCRIPT_FLUSH: Final = 0.3
 # A tool call waits at most this long for the transcript to catch up on a push
 # before it carries the message itself.
 TRANSCRIPT_GRACE: Final = 0.5
-
-# A tool result's mail is acknowledged this long after the result was written: a
-# cancel of the call that crossed the result on the wire (the client ignores the
-# result then) gives the mail back instead.
-CANCEL_SETTLE: Final = 0.5
+# ... reading it again this often meanwhile.
+TRANSCRIPT_SETTLE_POLL: Final = 0.02
 
 # wait_for_messages: how long it waits when not told, the most it waits (a longer
 # timeout_s is cut to this, and the result says so), and how often it reports progress

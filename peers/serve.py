@@ -246,7 +246,6 @@ async def run_server(
             stopping = True
             try:
                 session = handlers._session
-                handlers.commit_landed()
                 if session is not None:
                     budget = min(_UNREGISTER_BUDGET, deadline - time.monotonic() - _FLUSH_BUDGET)
                     with anyio.move_on_after(budget) as scope:

@@ -22,7 +22,6 @@ import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 
-from peers import constants as c
 from peers.claiming import claim_json, claims_text
 from peers.clients import loads_channel
 from peers.config import PushMode, Settings
@@ -180,8 +179,6 @@ class PeersServer:
         # request id as text (a client may cancel 7 as "7"; the SDK treats them as one).
         self._calls: dict[str, Handout] = {}
         self._writing: set[str] = set()
-        # Written, and not yet acknowledged: a cancel may still be on its way.
-        self._landed: dict[str, Handout] = {}
         self._cancelled: OrderedDict[str, None] = OrderedDict()
 
     def attach(self, session: Session) -> None:
@@ -214,50 +211,27 @@ class PeersServer:
             self._session.release(handout)
 
     def response_written(self, request_id: RequestId) -> None:
-        """The response to ``request_id`` reached the client's pipe: its mail was shown,
-        unless a cancel of the call crossed it (see :meth:`request_cancelled`)."""
+        """The response to ``request_id`` reached the client's pipe: its mail was shown."""
         key = str(request_id)
         handout = self._calls.pop(key, None)
         if handout is None:
             return
         self._writing.discard(key)
-        session = self._session
-        if session is None:
-            return
-        session.result_written()
-        if not handout:
-            return
-        if session.has_background:
-            self._landed[key] = handout
-            session.spawn(self._settle(key))
-        else:
-            session.commit(handout)
-
-    async def _settle(self, key: str) -> None:
-        await anyio.sleep(c.CANCEL_SETTLE)
-        handout = self._landed.pop(key, None)
-        if handout is not None:
-            self.session.commit(handout)
-
-    def commit_landed(self) -> None:
-        """Shutting down: results in the client's pipe count as shown (no cancel can come)."""
-        landed, self._landed = self._landed, {}
         if self._session is not None:
-            for handout in landed.values():
-                self._session.commit(handout)
+            self._session.result_written(handout)
 
     def request_cancelled(self, request_id: RequestId) -> None:
         """The client cancelled ``request_id``: it ignores the result, written or not.
 
-        The result's mail goes back to be shown again: at once when the result was
-        never written or is being written, and also when it was written a moment
-        ago (the cancel crossed it on the way, :data:`constants.CANCEL_SETTLE`).
+        The result's mail goes back to be shown again, when the result was never
+        written and when it is being written. One whose write completed counts as
+        shown: a cancel that crossed it on the wire is not told apart.
         """
         key = str(request_id)
         self._cancelled[key] = None
         while len(self._cancelled) > _CANCELLED_MEMORY:
             self._cancelled.popitem(last=False)
-        handout = self._calls.pop(key, None) or self._landed.pop(key, None)
+        handout = self._calls.pop(key, None)
         self._writing.discard(key)
         if handout is not None and self._session is not None:
             self._session.release(handout)

@@ -350,11 +350,6 @@ class Session:
             listener = HookListener(paths, SessionHooks(self))
             tg.start_soon(self.supervise, "hooks", listener.serve)
 
-    @property
-    def has_background(self) -> bool:
-        """Whether :meth:`spawn` runs work (the session's loops were started)."""
-        return self._tg is not None
-
     def spawn(self, work: Awaitable[None]) -> None:
         """Run ``work`` in the background of the session (errors are logged, not raised)."""
 
@@ -670,17 +665,21 @@ class Session:
             # file not there yet is waited for like one not written to yet.
             # Every push the transcript is silent on: a moment more may show it received
             # (the channel works) or the session going on without it (dropped).
+            # Only pushes this result could carry: one made in the call's epoch is due to
+            # it only if proven dropped, and the call cannot prove that of a push made
+            # less than PUSH_RECORD_MARGIN before it (see _due, _dropped).
             waiting = [
                 message_id
                 for message_id, pushed in self._pushed.items()
-                if self._unproven(message_id, pushed, asked_at)
+                if (pushed.epoch < since or pushed.at <= asked_at - c.PUSH_RECORD_MARGIN)
+                and self._unproven(message_id, pushed, asked_at)
             ]
             if not waiting or self._push_off():
                 break
             if time.monotonic() >= deadline:
                 log.info("pushed messages not in the transcript; attaching them", count=len(waiting))
                 break
-            await anyio.sleep(0.05)
+            await anyio.sleep(c.TRANSCRIPT_SETTLE_POLL)
         await self._note_drops(asked_at)
 
     async def _note_drops(self, asked_at: float | None = None) -> None:
