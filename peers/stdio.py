@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Self
 
 import anyio
+import anyio.lowlevel
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
@@ -171,6 +172,8 @@ class Wire:
                     return
                 self._idle = anyio.Event()
                 try:
+                    # One turn of the loop first: responses finishing in it go in this write.
+                    await anyio.lowlevel.checkpoint()
                     while len(batch) < WRITE_BATCH:
                         try:
                             batch.append(self._taken.receive_nowait())
