@@ -73,8 +73,19 @@ def decide(request: ClaimRequest, counted: Sequence[Claim], now: float) -> tuple
     """What a claim grants and refuses, and the holder's claims to store (changed or new).
 
     ``counted`` holds the claims that count in the request's repository: unexpired,
-    held by live sessions, the requester's own among them.
+    held by live sessions, the requester's own among them; with ``renew_all``, the
+    requester's claims in other repositories too (an edit renews them all).
     """
+    result, writes = _decide(request, counted, now)
+    if request.renew_all:
+        writes += renewed_by_edit(
+            (cl for cl in counted if cl.holder_id == request.holder_id and cl.repo != request.repo),
+            now,
+        )
+    return result, writes
+
+
+def _decide(request: ClaimRequest, counted: Sequence[Claim], now: float) -> tuple[ClaimResult, list[Claim]]:
     holder = request.holder_id
     own = {cl.path: cl for cl in counted if cl.holder_id == holder and cl.repo == request.repo}
     others = [cl for cl in counted if cl.holder_id != holder and cl.repo == request.repo]

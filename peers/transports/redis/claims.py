@@ -116,11 +116,6 @@ class ClaimsMixin(EventsMixin):
             now = time.time()
             counted = picture.counted(now)
             result, writes = claimrules.decide(request, counted, now)
-            if request.renew_all:
-                writes += claimrules.renewed_by_edit(
-                    cl for cl in counted if cl.holder_id == request.holder_id
-                    and cl.repo != request.repo
-                )  # fmt: skip
             if not writes:
                 return result  # nothing granted or renewed: nothing to store
             if await self._store(request.holder_id, picture.version, put=writes):

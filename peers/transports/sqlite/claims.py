@@ -86,11 +86,6 @@ class ClaimsMixin(RegistryMixin):
                 )
             counted = self._counted(claims, conn, now)
             result, writes = claimrules.decide(request, counted, now)
-            if request.renew_all:
-                writes += claimrules.renewed_by_edit(
-                    cl for cl in counted if cl.holder_id == request.holder_id
-                    and cl.repo != request.repo
-                )  # fmt: skip
             self._store_claims(conn, writes)
             return result
 
