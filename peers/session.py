@@ -665,14 +665,10 @@ class Session:
             # file not there yet is waited for like one not written to yet.
             # Every push the transcript is silent on: a moment more may show it received
             # (the channel works) or the session going on without it (dropped).
-            # Only pushes this result could carry: one made in the call's epoch is due to
-            # it only if proven dropped, and the call cannot prove that of a push made
-            # less than PUSH_RECORD_MARGIN before it (see _due, _dropped).
             waiting = [
                 message_id
                 for message_id, pushed in self._pushed.items()
-                if (pushed.epoch < since or pushed.at <= asked_at - c.PUSH_RECORD_MARGIN)
-                and self._unproven(message_id, pushed, asked_at)
+                if self._unproven(message_id, pushed, asked_at)
             ]
             if not waiting or self._push_off():
                 break

@@ -417,18 +417,3 @@ async def test_more_unproven_pushes_than_the_fetch_window_do_not_stop_newer_push
         assert len(await rig.service.pending(rig.me.id, 5_000)) == c.MAX_FETCH_WINDOW + 1
 
     await running(rig, body)
-
-
-async def test_a_call_never_waits_for_proof_of_a_push_it_would_not_carry(rig: Rig) -> None:
-    async def body() -> None:
-        since = rig.session.call_started()
-        message = await rig.send("pushed while the call runs")
-        await rig.pushed_all(message)
-        # The transcript is silent on it, but it is not due to this call's result
-        # anyway: the call does not spend the transcript's grace waiting for it.
-        started = time.monotonic()
-        handout = await rig.session.take_mail(since)
-        assert not handout.messages
-        assert time.monotonic() - started < c.TRANSCRIPT_GRACE * 0.8
-
-    await running(rig, body)
