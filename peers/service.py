@@ -176,20 +176,37 @@ class KillResult:
     signal: str
 
 
+# Sends within this long of the first in an entry share it, timed by the latest:
+# a window of at most 60 entries however fast one sends (a float per send, kept a
+# minute, pinned memory after every burst), and never more lenient than exact.
+_RATE_BUCKET = 1.0
+
+
+class _Window:
+    __slots__ = ("entries", "total")
+
+    def __init__(self) -> None:
+        self.entries: deque[list[float]] = deque()  # [first, latest, count]
+        self.total = 0
+
+
 class _RateLimiter:
     """A sliding one-minute window per sender id."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
-        self._sent: dict[str, deque[float]] = {}
+        self._sent: dict[str, _Window] = {}
 
     def check(self, sender_id: str, cost: int = 1) -> None:
         now = time.monotonic()
-        window = self._sent.setdefault(sender_id, deque())
-        while window and window[0] <= now - 60.0:
-            window.popleft()
-        if len(window) + cost > self.per_minute:
-            wait = 60.0 - (now - window[0]) if window else 60.0
+        window = self._sent.get(sender_id)
+        if window is None:
+            window = self._sent[sender_id] = _Window()
+        entries = window.entries
+        while entries and entries[0][1] <= now - 60.0:
+            window.total -= int(entries.popleft()[2])
+        if window.total + cost > self.per_minute:
+            wait = 60.0 - (now - entries[0][1]) if entries else 60.0
             raise RateLimited(
                 f"rate limit reached: at most {self.per_minute} messages a minute "
                 f"(PEERS_RATE_LIMIT); try again in {wait:.0f} s. If two agents keep "
@@ -197,7 +214,12 @@ class _RateLimiter:
                 hint=f"wait {wait:.0f} s before sending again; do not answer messages that "
                 "need no answer",
             )
-        window.extend([now] * cost)
+        window.total += cost
+        if entries and now - entries[-1][0] < _RATE_BUCKET:
+            entries[-1][1] = now
+            entries[-1][2] += cost
+        else:
+            entries.append([now, now, cost])
 
 
 class PeersService:
