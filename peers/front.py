@@ -251,6 +251,73 @@ def _skip_package_inits() -> bool:
     return True
 
 
+# Modules that mcp.server.lowlevel.server imports for Server.streamable_http_app only
+# (Starlette, OAuth, the HTTP session manager: with what they pull in, about 60
+# modules and 3.3 MB of a stdio session). While it loads they are placeholders
+# whose names resolve on first use, then they leave sys.modules, so that any later
+# import of them is the real one.
+_HTTP_ONLY = (
+    "starlette.applications",
+    "starlette.middleware",
+    "starlette.middleware.authentication",
+    "starlette.routing",
+    "mcp.server.auth.middleware.auth_context",
+    "mcp.server.auth.middleware.bearer_auth",
+    "mcp.server.auth.provider",
+    "mcp.server.auth.routes",
+    "mcp.server.auth.settings",
+    "mcp.server.streamable_http",
+    "mcp.server.streamable_http_manager",
+    "mcp.server.transport_security",
+)
+
+
+class _Deferred:
+    """A name imported from a placeholder: the real object, imported when first used."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self._where = (module, name)
+
+    def _real(self) -> Any:
+        module, name = self._where
+        return getattr(importlib.import_module(module), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._real()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._real(), name)
+
+    def __repr__(self) -> str:
+        return f"<deferred {'.'.join(self._where)}>"
+
+
+def _placeholder(name: str) -> ModuleType:
+    module = ModuleType(name)
+
+    def attribute(attr: str) -> _Deferred:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Deferred(name, attr)
+
+    module.__getattr__ = attribute  # type: ignore[method-assign]
+    return module
+
+
+def _defer_http() -> dict[str, ModuleType]:
+    placed = {name: _placeholder(name) for name in _HTTP_ONLY if name not in sys.modules}
+    sys.modules.update(placed)
+    return placed
+
+
+def _undefer(placed: dict[str, ModuleType]) -> None:
+    for name, module in placed.items():
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+
+
 def load_sdk() -> ModuleType:
     """Import :mod:`peers.serve` with the SDK's server half only (the whole SDK if that fails)."""
     # Optional imports of libraries on this path that nothing here needs: structlog
@@ -261,14 +328,20 @@ def load_sdk() -> ModuleType:
     before = set(sys.modules)
     if not _skip_package_inits():
         return importlib.import_module("peers.serve")
+    placed = _defer_http()
     try:
         return importlib.import_module("peers.serve")
-    except ImportError:
-        # An SDK release whose server modules need those packages: start again, whole.
+    except Exception:
+        # An SDK release whose server modules need those packages, or use an HTTP
+        # name as they load: start again, whole.
+        _undefer(placed)
+        placed = {}
         for name in set(sys.modules) - before:
             if name == "mcp" or name.startswith(("mcp.", "peers.")):
                 del sys.modules[name]
         return importlib.import_module("peers.serve")
+    finally:
+        _undefer(placed)
 
 
 class _Stop(BaseException):

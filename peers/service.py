@@ -8,13 +8,14 @@ broadcast, reply checks, rate limits and the kill rules all live here.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
 import anyio
 
@@ -122,6 +123,45 @@ class SendResult:
         return f"sent {self.message.id} to {self.recipient.label}: {self.how}"
 
 
+# A repeat is recognised by a digest of its text, not the text: a thousand 32 KB
+# bodies would be 32 MB kept for nothing.
+_RepeatKey = tuple[str, str, bytes]
+
+
+def _repeat_key(sender_id: str, recipient_id: str, text: str, reply: str | None) -> _RepeatKey:
+    digest = hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=16)
+    digest.update(b"\0" + (reply or "").encode())
+    return (sender_id, recipient_id, digest.digest())
+
+
+class _Sent(NamedTuple):
+    """What a send's repeat answers with: its result without the message's body (the
+    repeat carries the same text), a tenth of the size of a kept SendResult. A tuple:
+    made for every send, and a frozen dataclass takes four times as long to make."""
+
+    at: float
+    message_id: str
+    recipient_id: str
+    sender_name: str | None
+    sent_at: float
+    recipient: Peer
+    delivery: Delivery
+
+    def result(self, namespace: str, sender: Sender, body: str, reply: str | None) -> SendResult:
+        message = Message(
+            id=self.message_id,
+            namespace=namespace,
+            sender_id=sender.id,
+            sender_name=self.sender_name,
+            sender_kind=sender.kind,
+            recipient_id=self.recipient_id,
+            body=body,
+            reply_to=reply,
+            sent_at=self.sent_at,
+        )
+        return SendResult(message, self.recipient, self.delivery, repeat=True)
+
+
 @dataclass(frozen=True, slots=True)
 class BroadcastResult:
     scope: Scope
@@ -136,20 +176,37 @@ class KillResult:
     signal: str
 
 
+# Sends within this long of the first in an entry share it, timed by the latest:
+# a window of at most 60 entries however fast one sends (a float per send, kept a
+# minute, pinned memory after every burst), and never more lenient than exact.
+_RATE_BUCKET = 1.0
+
+
+class _Window:
+    __slots__ = ("entries", "total")
+
+    def __init__(self) -> None:
+        self.entries: deque[list[float]] = deque()  # [first, latest, count]
+        self.total = 0
+
+
 class _RateLimiter:
     """A sliding one-minute window per sender id."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
-        self._sent: dict[str, deque[float]] = {}
+        self._sent: dict[str, _Window] = {}
 
     def check(self, sender_id: str, cost: int = 1) -> None:
         now = time.monotonic()
-        window = self._sent.setdefault(sender_id, deque())
-        while window and window[0] <= now - 60.0:
-            window.popleft()
-        if len(window) + cost > self.per_minute:
-            wait = 60.0 - (now - window[0]) if window else 60.0
+        window = self._sent.get(sender_id)
+        if window is None:
+            window = self._sent[sender_id] = _Window()
+        entries = window.entries
+        while entries and entries[0][1] <= now - 60.0:
+            window.total -= int(entries.popleft()[2])
+        if window.total + cost > self.per_minute:
+            wait = 60.0 - (now - entries[0][1]) if entries else 60.0
             raise RateLimited(
                 f"rate limit reached: at most {self.per_minute} messages a minute "
                 f"(PEERS_RATE_LIMIT); try again in {wait:.0f} s. If two agents keep "
@@ -157,7 +214,12 @@ class _RateLimiter:
                 hint=f"wait {wait:.0f} s before sending again; do not answer messages that "
                 "need no answer",
             )
-        window.extend([now] * cost)
+        window.total += cost
+        if entries and now - entries[-1][0] < _RATE_BUCKET:
+            entries[-1][1] = now
+            entries[-1][2] += cost
+        else:
+            entries.append([now, now, cost])
 
 
 class PeersService:
@@ -172,7 +234,7 @@ class PeersService:
         self.claims = Claims(self)
         self._rate = _RateLimiter(settings.rate_limit)
         # Recent sends by what they sent, to answer a retry with the first result.
-        self._recent: OrderedDict[tuple[str, ...], tuple[float, SendResult]] = OrderedDict()
+        self._recent: OrderedDict[_RepeatKey, _Sent] = OrderedDict()
         self._recipients: dict[str, tuple[float, Peer]] = {}
 
     # -- validation ----------------------------------------------------------
@@ -495,10 +557,10 @@ class PeersService:
                 hint="call list_peers for the other sessions",
             )
         reply = await self._check_reply_to(sender, reply_to)
-        key = (sender.id, recipient.id, text, reply or "")
+        key = _repeat_key(sender.id, recipient.id, text, reply)
         earlier = self._repeat_of(key)
         if earlier is not None:
-            return replace(earlier, repeat=True)
+            return earlier.result(self.transport.namespace, sender, text, reply)
         self._rate.check(sender.id)
         message = self._message(sender, recipient, text, reply, False)
         # Once the write starts it finishes: a cancelled call (the agent gave up
@@ -516,18 +578,21 @@ class PeersService:
             self._remember(key, result)
         return result
 
-    def _repeat_of(self, key: tuple[str, ...]) -> SendResult | None:
+    def _repeat_of(self, key: _RepeatKey) -> _Sent | None:
         now = time.monotonic()
         while self._recent:
-            oldest_key, (at, _) = next(iter(self._recent.items()))
-            if now - at <= c.SEND_REPEAT_WINDOW and len(self._recent) <= _REPEATS_KEPT:
+            oldest_key, oldest = next(iter(self._recent.items()))
+            if now - oldest.at <= c.SEND_REPEAT_WINDOW and len(self._recent) <= _REPEATS_KEPT:
                 break
             del self._recent[oldest_key]
-        found = self._recent.get(key)
-        return found[1] if found is not None else None
+        return self._recent.get(key)
 
-    def _remember(self, key: tuple[str, ...], result: SendResult) -> None:
-        self._recent[key] = (time.monotonic(), result)
+    def _remember(self, key: _RepeatKey, result: SendResult) -> None:
+        m = result.message
+        self._recent[key] = _Sent(
+            time.monotonic(), m.id, m.recipient_id, m.sender_name, m.sent_at,
+            result.recipient, result.delivery,
+        )  # fmt: skip
         self._recent.move_to_end(key)
 
     async def broadcast(

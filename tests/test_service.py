@@ -415,3 +415,36 @@ async def test_default_summary_is_accepted_by_the_service(service: PeersService)
 
 def test_scope_enum_values() -> None:
     assert [s.value for s in Scope] == ["machine", "directory", "repo", "all"]
+
+
+def test_the_rate_window_counts_exactly_and_keeps_an_entry_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from peers import service as service_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(service_module.time, "monotonic", lambda: clock[0])
+    limiter = service_module._RateLimiter(5)
+
+    def send_at(t: float) -> None:
+        clock[0] = 1000.0 + t
+        limiter.check("a")
+
+    for t in (0.0, 0.5, 1.5, 30.0, 59.0):
+        send_at(t)
+    with pytest.raises(RateLimited):
+        send_at(59.9)
+    # The sends at 0 and 0.5 share an entry timed 0.5: both leave the window at 60.5.
+    with pytest.raises(RateLimited):
+        send_at(60.4)
+    send_at(60.6)
+    send_at(60.7)
+    with pytest.raises(RateLimited):
+        send_at(60.8)
+    # However fast one sends, the window keeps an entry a second, not a float a send.
+    fast = service_module._RateLimiter(10**9)
+    for i in range(10_000):
+        clock[0] = 2000.0 + i * 0.005
+        fast.check("b")
+    assert fast._sent["b"].total == 10_000
+    assert len(fast._sent["b"].entries) <= 51

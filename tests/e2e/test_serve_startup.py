@@ -417,12 +417,14 @@ _LOADED = (
     "import sys; from peers.front import load_sdk; serve = load_sdk(); "
     "import peers.transports.sqlite; "
     "print(serve.__name__, sorted(m for m, module in sys.modules.items() if module is not None "
-    "and m.startswith(('mcp.client', 'mcp.server.mcpserver', 'rich', 'uvicorn', 'click'))))"
+    "and m.startswith(('mcp.client', 'mcp.server.mcpserver', 'rich', 'uvicorn', 'click', "
+    "'starlette', 'sse_starlette', 'mcp.server.auth', 'mcp.server.streamable_http'))))"
 )
 
 
 @pytest.mark.slow
 def test_serve_loads_the_server_half_of_the_sdk_only() -> None:
+    # Nor its HTTP transports (Starlette, OAuth): 3 MB of a stdio session.
     out = subprocess.run([sys.executable, "-c", _LOADED], capture_output=True, text=True,
                          timeout=60, check=True)  # fmt: skip
     assert out.stdout.split(" ", 1) == ["peers.serve", "[]\n"]
