@@ -11,9 +11,9 @@ SDK report the rest:
 - :class:`TrackedWriter` wraps the SDK's outgoing message stream: it reports that
   the write of a response started (from then on the SDK's dispatcher writes it,
   even if the request is cancelled) or could not be handed on, counts channel
-  notifications, and, where no
-  stdout tap exists (stdio not on two pipes: a file or a terminal, never an MCP
-  client), reports the response as written once the SDK's writer took it.
+  notifications, and, where no stdout tap exists (stdio not on two pipes: a file
+  or a terminal, never an MCP client), reports the response as written once the
+  SDK's writer took it.
 - :class:`CancelTap` wraps the incoming message stream: it reports each
   ``notifications/cancelled`` once the dispatcher has handled it. The client
   ignores the result of a call it cancelled, written or not, so the mail that
