@@ -319,7 +319,9 @@ class PeersServer:
     ) -> tuple[types.CallToolResult, Handout]:
         """The result with the unread mail it carries (reserved until it is written)."""
         try:
-            handout = await self.session.take_mail(since)
+            handout = await self.session.take_mail(
+                since, channel_first=name != "check_messages"
+            )
         except PeersError as exc:
             log.warning("could not read mail for a result", error=str(exc))
             if name == "check_messages":

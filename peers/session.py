@@ -102,6 +102,7 @@ class _Pushed:
 
     at: float  # wall clock, comparable with the transcript's modification time
     epoch: int  # tool results written before it
+    message: Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,19 @@ class Handout:
 
     def __bool__(self) -> bool:
         return bool(self.messages)
+
+
+def _within(messages: list[Message], budget: int) -> list[Message]:
+    """The first messages whose bodies fit in ``budget`` bytes (the first one always)."""
+    kept: list[Message] = []
+    used = 0
+    for message in messages:
+        size = len(message.body.encode())
+        if kept and used + size > budget:
+            break
+        kept.append(message)
+        used += size
+    return kept
 
 
 def hook_socket_paths() -> list[str]:
@@ -653,8 +667,12 @@ class Session:
             and not self._dropped(message_id, pushed, asked_at)
         )
 
-    async def _settle_pushes(self, since: int, asked_at: float) -> None:
-        """Give the transcript a moment to show pushes a result of this call would carry."""
+    async def _settle_pushes(self, since: int, asked_at: float, due_only: bool = False) -> None:
+        """Give the transcript a moment to show pushes a result of this call would carry.
+
+        ``due_only``: only those made before the call's epoch (a push of this epoch may
+        still be proven dropped by waiting, which a confirmed channel leaves to later).
+        """
         transcript = self.transcript
         if transcript is None or self._push_off():
             return
@@ -668,7 +686,8 @@ class Session:
             waiting = [
                 message_id
                 for message_id, pushed in self._pushed.items()
-                if self._unproven(message_id, pushed, asked_at)
+                if (not due_only or pushed.epoch < since)
+                and self._unproven(message_id, pushed, asked_at)
             ]
             if not waiting or self._push_off():
                 break
@@ -702,6 +721,7 @@ class Session:
         *,
         match: Callable[[Message], bool] | None = None,
         asked_at: float | None = None,
+        channel_first: bool = False,
     ) -> Handout:
         """Unread mail for a result of a call of epoch ``since`` (:meth:`call_started`),
         made at ``asked_at`` (now if not given).
@@ -712,12 +732,21 @@ class Session:
         With ``match``, only the messages it accepts are taken; the others stay
         unread and are listed in :attr:`Handout.unmatched`, and matching ones held
         back for the channel in :attr:`Handout.on_channel`.
+
+        With ``channel_first`` (a tool result that is not check_messages), a session
+        whose channel is proven to work leaves new mail to the push loop and takes
+        only pushes that are due (see :meth:`_take_pushed`).
         """
         peer = self.peer
         if peer is None:
             return Handout()
         if asked_at is None:
             asked_at = time.time()
+        if channel_first and match is None and self.push_state is PushState.CONFIRMED:
+            if self._pushed:
+                await self._settle_pushes(since, asked_at, due_only=True)
+            if self.push_state is PushState.CONFIRMED:
+                return await self._take_pushed(since, budget, asked_at)
         if self._pushed:
             await self._settle_pushes(since, asked_at)
         async with self._mail_lock:
@@ -745,14 +774,7 @@ class Session:
                     unmatched.append(message)
                     continue
                 chosen.append(message)
-            kept: list[Message] = []
-            used = 0
-            for message in chosen:
-                size = len(message.body.encode())
-                if kept and used + size > budget:
-                    break
-                kept.append(message)
-                used += size
+            kept = _within(chosen, budget)
             more = len(chosen) - len(kept) + len(unmatched)
             if len(pending) >= window:
                 more = max(more, 1)  # a full batch: more are behind it
@@ -764,6 +786,30 @@ class Session:
             unmatched=tuple(unmatched),
             on_channel=tuple(on_channel),
         )
+
+    async def _take_pushed(self, since: int, budget: int, asked_at: float) -> Handout:
+        """:meth:`take_mail` where the channel is confirmed: the pushes due to this result.
+
+        The channel delivers new mail within milliseconds, so reading the mailbox for
+        every tool result would be work for nothing (a third of a busy session's
+        send rate); what a result may still owe the model is a push the transcript
+        has not shown, and those are all known here.
+        """
+        async with self._mail_lock:
+            chosen: list[Message] = []
+            unsure: set[str] = set()
+            for message_id, pushed in self._pushed.items():
+                if message_id in self._shown or message_id in self._reserved:
+                    continue
+                due, maybe_seen = self._due(message_id, pushed, since, asked_at)
+                if not due:
+                    continue
+                chosen.append(pushed.message)
+                if maybe_seen:
+                    unsure.add(message_id)
+            kept = _within(chosen, budget)
+            self._reserved.update(m.id for m in kept)
+        return Handout(kept, frozenset(unsure & {m.id for m in kept}), len(chosen) - len(kept))
 
     # -- waiting for mail ------------------------------------------------------
 
@@ -828,7 +874,7 @@ class Session:
                             continue
                         await deliver(message, await self.sender_of(message))
                         # Recorded only once written: a failed push is tried again.
-                        self._pushed[message.id] = _Pushed(time.time(), self.results_written)
+                        self._pushed[message.id] = _Pushed(time.time(), self.results_written, message)
                         self._new_push.set()
                         pushed_now += 1
                 if len(messages) >= window and pushed_now:

@@ -417,3 +417,30 @@ async def test_more_unproven_pushes_than_the_fetch_window_do_not_stop_newer_push
         assert len(await rig.service.pending(rig.me.id, 5_000)) == c.MAX_FETCH_WINDOW + 1
 
     await running(rig, body)
+
+
+async def test_with_a_confirmed_channel_results_leave_new_mail_to_it(rig: Rig) -> None:
+    async def body() -> None:
+        first = await rig.send("proves the channel")
+        await rig.pushed_all(first)
+        rig.show(first)
+        with anyio.fail_after(10):
+            while rig.session.push_state is not PushState.CONFIRMED:
+                await anyio.sleep(0.01)
+        # A result of a busy session: new mail is the channel's, not this result's...
+        rig.pushed.clear()
+        message = await rig.send("comes by channel")
+        handout = await rig.session.take_mail(rig.session.call_started(), channel_first=True)
+        assert not handout.messages
+        await rig.pushed_all(message)
+        # ...but a push the transcript stays silent on is still owed to a later result.
+        rig.session.result_written()
+        owed = await rig.session.take_mail(rig.session.call_started(), channel_first=True)
+        assert [m.id for m in owed.messages] == [message.id]
+        assert owed.also_pushed == {message.id}
+        # check_messages reads the mailbox as ever.
+        rig.session.release(owed)
+        checked = await rig.session.take_mail(rig.session.call_started())
+        assert [m.id for m in checked.messages] == [message.id]
+
+    await running(rig, body)
