@@ -301,7 +301,6 @@ async def run_server(
         # write: a response counts as written once the SDK's writer took it.
         writer = TrackedWriter(
             _FrontAnswered(write_stream, handover.answered),
-            started=handlers.response_write_started,
             failed=handlers.response_not_written,
             written=None if wire is not None else handlers.response_written,
         )

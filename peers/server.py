@@ -178,7 +178,6 @@ class PeersServer:
         # Tool calls not yet answered on the wire, with the mail their result carries, by
         # request id as text (a client may cancel 7 as "7"; the SDK treats them as one).
         self._calls: dict[str, Handout] = {}
-        self._writing: set[str] = set()
         self._cancelled: OrderedDict[str, None] = OrderedDict()
 
     def attach(self, session: Session) -> None:
@@ -197,27 +196,16 @@ class PeersServer:
 
     # -- the wire's reports (peers.serve calls these) ------------------------------
 
-    def response_write_started(self, request_id: RequestId) -> None:
-        key = str(request_id)
-        if key in self._calls:
-            self._writing.add(key)
-
     def response_not_written(self, request_id: RequestId) -> None:
         """Handing the response to ``request_id`` on failed: its mail was never shown."""
-        key = str(request_id)
-        self._writing.discard(key)
-        handout = self._calls.pop(key, None)
+        handout = self._calls.pop(str(request_id), None)
         if handout is not None and self._session is not None:
             self._session.release(handout)
 
     def response_written(self, request_id: RequestId) -> None:
         """The response to ``request_id`` reached the client's pipe: its mail was shown."""
-        key = str(request_id)
-        handout = self._calls.pop(key, None)
-        if handout is None:
-            return
-        self._writing.discard(key)
-        if self._session is not None:
+        handout = self._calls.pop(str(request_id), None)
+        if handout is not None and self._session is not None:
             self._session.result_written(handout)
 
     def request_cancelled(self, request_id: RequestId) -> None:
@@ -232,7 +220,6 @@ class PeersServer:
         while len(self._cancelled) > _CANCELLED_MEMORY:
             self._cancelled.popitem(last=False)
         handout = self._calls.pop(key, None)
-        self._writing.discard(key)
         if handout is not None and self._session is not None:
             self._session.release(handout)
 

@@ -8,12 +8,10 @@ writer of :mod:`peers.stdio` reports each message once the pipe took it
 that died first makes the write fail: nothing is reported. Two taps beside the
 SDK report the rest:
 
-- :class:`TrackedWriter` wraps the SDK's outgoing message stream: it reports that
-  the write of a response started (from then on the SDK's dispatcher writes it,
-  even if the request is cancelled) or could not be handed on, counts channel
-  notifications, and, where no stdout tap exists (stdio not on two pipes: a file
-  or a terminal, never an MCP client), reports the response as written once the
-  SDK's writer took it.
+- :class:`TrackedWriter` wraps the SDK's outgoing message stream: it reports a
+  response that could not be handed on, counts channel notifications, and, where
+  no stdout tap exists (stdio not on two pipes: a file or a terminal, never an
+  MCP client), reports the response as written once the SDK's writer took it.
 - :class:`CancelTap` wraps the incoming message stream: it reports each
   ``notifications/cancelled`` once the dispatcher has handled it. The client
   ignores the result of a call it cancelled, written or not, so the mail that
@@ -92,13 +90,11 @@ class TrackedWriter(StreamWrapper):
         self,
         inner: MessageStream,
         *,
-        started: Report | None = None,
         failed: Report | None = None,
         written: Report | None = None,
     ) -> None:
         self.inner = inner
         self.channel_sent = 0
-        self._started = started
         self._failed = failed
         # Only where the stdio writer does not report the real write (no pipes).
         self._written = written
@@ -106,8 +102,6 @@ class TrackedWriter(StreamWrapper):
     async def send(self, item: SessionMessage, /) -> None:
         msg = item.message
         rid = msg.id if isinstance(msg, types.JSONRPCResponse | types.JSONRPCError) else None
-        if rid is not None and self._started is not None:
-            self._started(rid)
         try:
             await self.inner.send(item)
         except BaseException:
