@@ -49,7 +49,7 @@ from peers.stdio import event_loop_stdio
 from peers.tools import INSTRUCTIONS
 from peers.transports import check_scheme, create_transport
 from peers.trim import Trimmer
-from peers.wiretap import CancelTap, StreamWrapper, TrackedWriter, response_id
+from peers.wiretap import CancelTap, RequestId, StreamWrapper, TrackedWriter, response_id
 
 __all__ = [
     "EXIT_DEADLINE",
@@ -299,9 +299,14 @@ async def run_server(
 
         # With the SDK's own stdio threads (stdio not two pipes) nothing sees the real
         # write: a response counts as written once the SDK's writer took it.
+        def not_written(rid: RequestId) -> None:
+            handlers.response_not_written(rid)
+            if wire is not None:
+                wire.admission.done(rid)  # never answered: its room is free
+
         writer = TrackedWriter(
             _FrontAnswered(write_stream, handover.answered),
-            failed=handlers.response_not_written,
+            failed=not_written,
             written=None if wire is not None else handlers.response_written,
         )
         dispatcher = JSONRPCDispatcher(

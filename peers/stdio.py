@@ -37,7 +37,7 @@ import contextlib
 import fcntl
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Self
 
 import anyio
@@ -46,8 +46,10 @@ import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 
+from peers.admission import Admission
 from peers.front import two_pipes
 from peers.log import get_logger
+from peers.wiretap import response_id
 
 __all__ = ["LineReader", "LineWriter", "Wire", "event_loop_stdio"]
 
@@ -129,17 +131,24 @@ WRITE_BATCH = 256
 
 
 async def _read_messages(
-    lines: LineReader, messages: MemoryObjectSendStream[SessionMessage | Exception]
+    lines: LineReader,
+    messages: MemoryObjectSendStream[SessionMessage | Exception],
+    admission: Admission,
 ) -> None:
-    """stdin's lines as the SDK's messages; a line that does not parse goes on as its error."""
+    """stdin's lines as the SDK's messages; a line that does not parse goes on as its error.
+
+    A request is read on only once there is room for it (:mod:`peers.admission`).
+    """
     async with messages:
         async for line in lines:
+            item: SessionMessage | Exception
             try:
-                item: SessionMessage | Exception = SessionMessage(
-                    types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                )
+                message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
             except Exception as exc:  # what the SDK's reader hands on: the dispatcher logs it
                 item = exc
+            else:
+                await admission.admit(message)
+                item = SessionMessage(message)
             try:
                 await messages.send(item)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -155,6 +164,8 @@ class Wire:
     writer: LineWriter
     _taken: MemoryObjectReceiveStream[SessionMessage]
     _ended: MemoryObjectSendStream[SessionMessage | Exception]
+    # The client's requests open now (answered ones leave it as their write completes).
+    admission: Admission = field(default_factory=Admission)
     _idle: anyio.Event | None = None
     # Called after each write (peers.trim notes the traffic).
     on_write: Callable[[], None] | None = None
@@ -185,6 +196,10 @@ class Wire:
                     )
                     await self.writer.write(text)
                     await self.writer.flush()
+                    for message in batch:
+                        rid = response_id(message.message)
+                        if rid is not None:
+                            self.admission.done(rid)
                     if self.on_written is not None:
                         for message in batch:
                             self.on_written(message)
@@ -252,7 +267,7 @@ async def event_loop_stdio(prefix: bytes = b"") -> AsyncIterator[Wire | None]:
         writer = LineWriter(write_transport, write_protocol)
         streams = Wire(read_recv, write_send, writer, write_recv, read_send)
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_read_messages, LineReader(reader), read_send)
+            tg.start_soon(_read_messages, LineReader(reader), read_send, streams.admission)
             tg.start_soon(streams.run_writer)
             try:
                 yield streams

@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import termios
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -255,3 +256,69 @@ async def test_a_closed_stdout_ends_the_session_like_eof() -> None:
             with pytest.raises(anyio.EndOfStream):
                 await wire.read.receive()
     transport.close()
+
+
+async def test_a_written_response_frees_its_request_room() -> None:
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+
+    wire, transport, read_fd = await _pipe_wire()
+    for i in range(5):
+        await wire.admission.admit(
+            types.JSONRPCRequest(jsonrpc="2.0", id=i, method="tools/call", params={"name": "whoami"})
+        )
+    assert wire.admission.open == 5
+
+    def read_all() -> None:
+        with os.fdopen(read_fd, "rb") as out:
+            out.read()
+
+    reader = asyncio.create_task(asyncio.to_thread(read_all))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wire.run_writer)
+        for i in range(3):
+            await wire.write.send(SessionMessage(types.JSONRPCResponse(jsonrpc="2.0", id=i, result={})))
+        await wire.write.aclose()
+    await wire.drained()
+    transport.close()
+    await reader
+    assert wire.admission.open == 2  # the two never answered
+
+
+def test_hundreds_of_calls_at_once_beside_waiting_calls_are_all_answered(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The client writes 40 long waits and then 300 calls without reading: the server reads
+    ahead only a few calls at a time, and the waits never hold back the rest (counted, each
+    call past the limit would stand a second in the pipe)."""
+    command, args = serve_command()
+    proc = subprocess.Popen(
+        [command, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "serve.log", "w"),  # noqa: SIM115 - closed with the process
+        env={**env, "PEERS_NAME": "busy"},
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    waits = [
+        {"jsonrpc": "2.0", "id": 1000 + i, "method": "tools/call",
+         "params": {"name": "wait_for_messages", "arguments": {"timeout_s": 120}}}
+        for i in range(40)
+    ]  # fmt: skip
+    calls = [{**WHOAMI, "id": 10 + i} for i in range(300)]
+    try:
+        proc.stdin.write(lines(initialize(), INITIALIZED, *waits, *calls))
+        proc.stdin.flush()
+        answered: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(answered) < len(calls):
+            assert time.monotonic() < deadline, f"{len(answered)} of {len(calls)} answered"
+            line = proc.stdout.readline()
+            assert line, "stdout closed early"
+            message = json.loads(line)
+            if message.get("id") in range(10, 310):
+                assert "result" in message, message
+                answered.add(message["id"])
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0

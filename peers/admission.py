@@ -1,0 +1,89 @@
+"""How many of a client's requests ``peers serve`` works on at once.
+
+A client may send hundreds of calls without waiting (a benchmark, a model
+fanning out). Taken all at once, each holds a task, its parsed request and its
+half-built result while the store answers them one batch at a time: the
+process's memory grows by megabytes that the C allocator then keeps, and the
+calls finish no sooner. So stdin is read ahead only while fewer than
+:data:`LIMIT` requests are open; the rest wait in the pipe (the client sees
+ordinary back-pressure). A request is open from the line read until its
+response was written, the write failed, or the client cancelled it (a
+cancelled request is never answered).
+
+Calls that wait by design (``wait_for_messages``, up to ten minutes) are not
+counted: a client waiting on replies in many calls at once must not starve
+its own sends. And admission never waits longer than :data:`PATIENCE`: a
+request the server somehow never answers costs a moment, never the session.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import anyio
+import mcp_types as types
+
+__all__ = ["LIMIT", "PATIENCE", "Admission"]
+
+RequestId = str | int
+
+LIMIT: Final = 32
+PATIENCE: Final = 1.0
+# Tool calls that wait on purpose: never counted against the limit.
+WAITING_TOOLS: Final = frozenset({"wait_for_messages"})
+
+
+def _request_id(value: object) -> RequestId | None:
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _waits(request: types.JSONRPCRequest) -> bool:
+    params = request.params or {}
+    return request.method == "tools/call" and params.get("name") in WAITING_TOOLS
+
+
+class Admission:
+    """The open requests; ``admit`` waits (a little) for room, ``done`` makes it."""
+
+    def __init__(self, limit: int = LIMIT, patience: float = PATIENCE) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._limit = limit
+        self._patience = patience
+        self._open: set[RequestId] = set()
+        self._room = anyio.Event()
+        self._room.set()
+
+    @property
+    def open(self) -> int:
+        """How many counted requests are open now."""
+        return len(self._open)
+
+    async def admit(self, message: types.JSONRPCMessage) -> None:
+        """Note a message read from the client, first waiting for room if it is a counted request."""
+        if isinstance(message, types.JSONRPCNotification):
+            if message.method == "notifications/cancelled":
+                rid = _request_id((message.params or {}).get("requestId"))
+                if rid is not None:
+                    self.done(rid)
+            return
+        if not isinstance(message, types.JSONRPCRequest) or _waits(message):
+            return
+        rid = _request_id(message.id)
+        if rid is None or rid in self._open:
+            return
+        if len(self._open) >= self._limit:
+            with anyio.move_on_after(self._patience):
+                while len(self._open) >= self._limit:
+                    await self._room.wait()
+        self._open.add(rid)
+        if len(self._open) >= self._limit:
+            self._room = anyio.Event()
+
+    def done(self, rid: RequestId) -> None:
+        """The request ``rid`` is answered, unanswerable, or cancelled: its room is free."""
+        self._open.discard(rid)
+        if len(self._open) < self._limit:
+            self._room.set()

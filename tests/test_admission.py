@@ -1,0 +1,109 @@
+"""How many requests ``peers serve`` reads ahead (peers.admission)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import mcp_types as types
+import pytest
+
+from peers.admission import Admission
+
+pytestmark = pytest.mark.anyio
+
+
+def call(rid: Any, tool: str = "send_message") -> types.JSONRPCRequest:
+    return types.JSONRPCRequest(
+        jsonrpc="2.0", id=rid, method="tools/call", params={"name": tool, "arguments": {}}
+    )
+
+
+def cancel(rid: Any) -> types.JSONRPCNotification:
+    return types.JSONRPCNotification(
+        jsonrpc="2.0", method="notifications/cancelled", params={"requestId": rid}
+    )
+
+
+async def admitted_later(
+    tg: anyio.abc.TaskGroup, admission: Admission, message: types.JSONRPCMessage
+) -> anyio.Event:
+    """Start admitting ``message`` in the background; the event is set once it is in."""
+    done = anyio.Event()
+
+    async def admit() -> None:
+        await admission.admit(message)
+        done.set()
+
+    tg.start_soon(admit)
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+    return done
+
+
+async def test_requests_past_the_limit_wait_until_one_is_answered() -> None:
+    admission = Admission(limit=3, patience=60)
+    for rid in range(3):
+        await admission.admit(call(rid))
+    assert admission.open == 3
+    async with anyio.create_task_group() as tg:
+        fourth = await admitted_later(tg, admission, call(3))
+        assert not fourth.is_set()
+        admission.done(1)
+        with anyio.fail_after(5):
+            await fourth.wait()
+    assert admission.open == 3
+
+
+async def test_a_cancelled_request_frees_its_room() -> None:
+    """A cancelled request is never answered: the cancel itself ends it."""
+    admission = Admission(limit=2, patience=60)
+    await admission.admit(call("a"))
+    await admission.admit(call("b"))
+    async with anyio.create_task_group() as tg:
+        third = await admitted_later(tg, admission, call("c"))
+        assert not third.is_set()
+        await admission.admit(cancel("a"))
+        with anyio.fail_after(5):
+            await third.wait()
+    assert admission.open == 2
+
+
+async def test_waiting_calls_notifications_and_responses_are_not_counted() -> None:
+    admission = Admission(limit=1, patience=60)
+    with anyio.fail_after(5):
+        for rid in range(20):
+            await admission.admit(call(rid, tool="wait_for_messages"))
+        await admission.admit(types.JSONRPCNotification(jsonrpc="2.0", method="notifications/initialized"))
+        await admission.admit(types.JSONRPCResponse(jsonrpc="2.0", id=5, result={}))
+        await admission.admit(cancel(99))  # never open: nothing to free
+    assert admission.open == 0
+
+
+async def test_a_request_id_open_twice_counts_once() -> None:
+    admission = Admission(limit=2, patience=60)
+    with anyio.fail_after(5):
+        for _ in range(5):
+            await admission.admit(call(7))
+    assert admission.open == 1
+    admission.done(7)
+    assert admission.open == 0
+
+
+async def test_a_request_never_answered_costs_a_moment_not_the_session() -> None:
+    """Past its patience admission lets a request in anyway, over the limit."""
+    admission = Admission(limit=1, patience=0.05)
+    await admission.admit(call(1))  # never answered
+    with anyio.fail_after(5):
+        await admission.admit(call(2))
+    assert admission.open == 2
+    admission.done(2)
+    admission.done(1)
+    assert admission.open == 0
+
+
+def test_the_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        Admission(limit=0)
