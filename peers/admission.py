@@ -12,8 +12,9 @@ cancelled request is never answered).
 
 Calls that wait by design (``wait_for_messages``, up to ten minutes) are not
 counted: a client waiting on replies in many calls at once must not starve
-its own sends. And admission never waits longer than :data:`PATIENCE`: a
-request the server somehow never answers costs a moment, never the session.
+its own sends; nor is ``initialize``, which the handshake front answers. And
+admission never waits longer than :data:`PATIENCE`: a request the server
+somehow never answers costs a moment, never the session.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from typing import Final
 import anyio
 import mcp_types as types
 
+from peers import constants as c
+
 __all__ = ["LIMIT", "PATIENCE", "Admission"]
 
 RequestId = str | int
 
-LIMIT: Final = 32
-PATIENCE: Final = 1.0
+LIMIT: Final = c.SERVE_READ_AHEAD
+PATIENCE: Final = c.SERVE_ADMIT_PATIENCE
 # Tool calls that wait on purpose: never counted against the limit.
 WAITING_TOOLS: Final = frozenset({"wait_for_messages"})
 
@@ -39,7 +42,9 @@ def _request_id(value: object) -> RequestId | None:
     return None
 
 
-def _waits(request: types.JSONRPCRequest) -> bool:
+def _uncounted(request: types.JSONRPCRequest) -> bool:
+    if request.method == "initialize":
+        return True  # the handshake front answers it; the SDK's second answer is dropped
     params = request.params or {}
     return request.method == "tools/call" and params.get("name") in WAITING_TOOLS
 
@@ -69,7 +74,7 @@ class Admission:
                 if rid is not None:
                     self.done(rid)
             return
-        if not isinstance(message, types.JSONRPCRequest) or _waits(message):
+        if not isinstance(message, types.JSONRPCRequest) or _uncounted(message):
             return
         rid = _request_id(message.id)
         if rid is None or rid in self._open:

@@ -25,8 +25,6 @@ bytes read here can be handed to the event-loop reader of :mod:`peers.stdio`.
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
-import importlib.util
 import json
 import os
 import signal
@@ -37,7 +35,7 @@ from dataclasses import dataclass
 from types import FrameType, ModuleType
 from typing import Any
 
-from peers import __version__
+from peers import __version__, leanimport
 from peers.constants import SERVER_NAME
 from peers.tools import INSTRUCTIONS
 
@@ -233,24 +231,6 @@ _SKIPPED_INITS = ("mcp", "mcp.server")
 _NOT_NEEDED = ("rich", "uvicorn")
 
 
-def _skip_package_inits() -> bool:
-    """Register the skipped packages as bare ones (their path only, __init__ not run)."""
-    if any(name in sys.modules for name in _SKIPPED_INITS):
-        return False  # already imported whole: nothing to gain
-    path: list[str] | None = None
-    for name in _SKIPPED_INITS:
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.submodule_search_locations is None:
-            return False
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        parent, _, child = name.rpartition(".")
-        if parent:
-            setattr(sys.modules[parent], child, module)
-        path = list(spec.submodule_search_locations)
-    return True
-
-
 # Modules that mcp.server.lowlevel.server imports for Server.streamable_http_app only
 # (Starlette, OAuth, the HTTP session manager: with what they pull in, about 60
 # modules and 3.3 MB of a stdio session). While it loads they are placeholders
@@ -326,7 +306,7 @@ def load_sdk() -> ModuleType:
     for optional in _NOT_NEEDED:
         sys.modules.setdefault(optional, None)  # type: ignore[arg-type]
     before = set(sys.modules)
-    if not _skip_package_inits():
+    if not leanimport.skip_package_inits(_SKIPPED_INITS):
         return importlib.import_module("peers.serve")
     placed = _defer_http()
     try:
@@ -355,6 +335,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def run() -> None:
     """``peers serve``: answer the handshake, load the SDK meanwhile, then serve."""
+    leanimport.enable()  # nothing in this process needs redis-py's package inits
     if not two_pipes():
         load_sdk().run_serve(None)
         return

@@ -71,11 +71,14 @@ async def test_a_cancelled_request_frees_its_room() -> None:
     assert admission.open == 2
 
 
-async def test_waiting_calls_notifications_and_responses_are_not_counted() -> None:
+async def test_waiting_calls_the_handshake_notifications_and_responses_are_not_counted() -> None:
     admission = Admission(limit=1, patience=60)
     with anyio.fail_after(5):
         for rid in range(20):
             await admission.admit(call(rid, tool="wait_for_messages"))
+        await admission.admit(
+            types.JSONRPCRequest(jsonrpc="2.0", id=1, method="initialize", params={})
+        )
         await admission.admit(types.JSONRPCNotification(jsonrpc="2.0", method="notifications/initialized"))
         await admission.admit(types.JSONRPCResponse(jsonrpc="2.0", id=5, result={}))
         await admission.admit(cancel(99))  # never open: nothing to free

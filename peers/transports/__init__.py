@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from peers.errors import ConfigError
+from peers.leanimport import import_without_inits
 from peers.redact import redact_url
 from peers.transports.base import Capabilities, Transport
 
@@ -25,6 +26,11 @@ __all__ = [
     "create_transport",
     "transport_class",
 ]
+
+# redis-py's package __init__ files import its cluster, sentinel and sync clients,
+# none of which a transport uses (about 1 MB of each session); its modules are
+# imported by their own paths (see peers.leanimport).
+_LEAN = {"peers.transports.redis": ("redis", "redis.asyncio")}
 
 # scheme -> "module:Class"
 SCHEMES: dict[str, str] = {
@@ -52,7 +58,8 @@ def check_scheme(url: str) -> str:
 def transport_class(url: str) -> type[Transport]:
     """The transport class for a URL, or a ConfigError naming the known schemes."""
     module_name, class_name = SCHEMES[check_scheme(url)].split(":")
-    module = importlib.import_module(module_name)
+    lean = _LEAN.get(module_name)
+    module = import_without_inits(module_name, lean) if lean else importlib.import_module(module_name)
     cls: type[Transport] = getattr(module, class_name)
     return cls
 

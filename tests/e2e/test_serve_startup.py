@@ -448,3 +448,44 @@ def test_serve_loads_the_whole_sdk_when_its_server_half_needs_it() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=60, check=True)  # fmt: skip
     assert out.stdout.split() == ["peers.serve", "True"]
+
+
+_REDIS_LOADED = (
+    "import sys; from peers import leanimport; leanimport.enable(); "
+    "from peers.transports import transport_class; "
+    "cls = transport_class('redis://127.0.0.1:1/0'); "
+    "print(cls.__name__, sorted(m for m, module in sys.modules.items() if module is not None "
+    "and m.startswith(('redis.cluster', 'redis.sentinel', 'redis.asyncio.cluster', "
+    "'redis.asyncio.sentinel'))), hasattr(sys.modules['redis'], 'Redis'))"
+)
+
+
+@pytest.mark.slow
+def test_the_redis_backend_loads_without_redis_pys_package_inits() -> None:
+    # Its cluster, sentinel and sync clients: about 1 MB of a session.
+    out = subprocess.run([sys.executable, "-c", _REDIS_LOADED], capture_output=True, text=True,
+                         timeout=60, check=True)  # fmt: skip
+    assert out.stdout.split(" ", 1) == ["RedisTransport", "[] False\n"]
+
+
+@pytest.mark.slow
+def test_a_package_that_needs_its_init_is_imported_whole(tmp_path: Path) -> None:
+    """A release whose modules read their package's attributes as they load still works."""
+    package = tmp_path / "needsinit"
+    (package / "inner").mkdir(parents=True)
+    (package / "__init__.py").write_text("FLAG = 'set by __init__'\n")
+    (package / "inner" / "__init__.py").write_text("")
+    (package / "inner" / "mod.py").write_text("import needsinit\nVALUE = needsinit.FLAG\n")
+    (package / "lean.py").write_text("VALUE = 'no init needed'\n")
+    script = (
+        "import sys; from peers.leanimport import enable, import_without_inits\n"
+        "enable()\n"
+        "whole = import_without_inits('needsinit.inner.mod', ('needsinit', 'needsinit.inner'))\n"
+        "print(whole.VALUE)\n"
+        "for m in [m for m in sys.modules if m.startswith('needsinit')]: del sys.modules[m]\n"
+        "lean = import_without_inits('needsinit.lean', ('needsinit',))\n"
+        "print(lean.VALUE, hasattr(sys.modules['needsinit'], 'FLAG'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})  # fmt: skip
+    assert out.stdout.splitlines() == ["set by __init__", "no init needed False"]

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio.client import Redis
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,

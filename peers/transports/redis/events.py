@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
-from redis.asyncio import Redis
+from redis.asyncio.client import Redis
 from redis.exceptions import RedisError
 
 from peers.models import Event, EventKind

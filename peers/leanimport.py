@@ -1,0 +1,78 @@
+"""Importing a module of a library without running its packages' ``__init__``.
+
+Some libraries' package ``__init__`` imports everything they have: ``mcp`` its
+client runtime, ``redis`` its cluster, sentinel and sync clients. A ``peers
+serve`` session that imports the modules it uses by their own paths needs none
+of that, and each session pays for it in memory. The packages are registered
+bare (their path only) before the import; if the library turns out to need its
+``__init__`` after all (a release that reads a package attribute as it loads),
+everything imported on the way is dropped and the module is imported whole.
+
+Only a process that turned it on (:func:`enable`: ``peers serve``) imports
+lean: elsewhere, another library may import the whole package later and would
+find it bare. Standard library only: :mod:`peers.front` uses it before anything
+else loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import importlib.util
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+__all__ = ["enable", "import_without_inits", "skip_package_inits"]
+
+_enabled = False
+
+
+def enable() -> None:
+    """Let :func:`import_without_inits` skip package inits in this process."""
+    global _enabled
+    _enabled = True
+
+
+def skip_package_inits(chain: Sequence[str]) -> bool:
+    """Register ``chain`` (a package, then subpackages of it) as bare packages.
+
+    False (nothing changed) when one of them is imported already or not found.
+    """
+    if any(name in sys.modules for name in chain):
+        return False  # already imported whole: nothing to gain
+    found: list[ModuleType] = []
+    path: list[str] | None = None
+    for name in chain:
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.submodule_search_locations is None:
+            return False
+        found.append(importlib.util.module_from_spec(spec))
+        path = list(spec.submodule_search_locations)
+    for name, module in zip(chain, found, strict=True):
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, module)
+    return True
+
+
+def import_without_inits(name: str, chain: Sequence[str]) -> ModuleType:
+    """Import ``name`` with the packages of ``chain`` bare (once enabled); whole if that fails.
+
+    On failure the modules imported meanwhile under ``chain[0]`` and ``name``'s
+    top package are dropped before the whole import.
+    """
+    before = set(sys.modules)
+    if not _enabled or not skip_package_inits(chain):
+        return importlib.import_module(name)
+    try:
+        return importlib.import_module(name)
+    except Exception:
+        roots = (chain[0], name.partition(".")[0])
+        for module in set(sys.modules) - before:
+            if module in roots or module.startswith(tuple(f"{root}." for root in roots)):
+                del sys.modules[module]
+        for module in chain:
+            sys.modules.pop(module, None)
+        return importlib.import_module(name)
