@@ -215,6 +215,7 @@ class Session:
         self._stopping = False
         self._senders: dict[str, tuple[float, Peer | None]] = {}
         self._pushed: dict[str, _Pushed] = {}
+        self._pushing: set[str] = set()  # handed to the writer, not in _pushed yet
         self._new_push = anyio.Event()
         # In a handout whose result is not written yet: shown to no other path meanwhile.
         self._reserved: set[str] = set()
@@ -872,7 +873,12 @@ class Session:
                             or self._held_for_a_wait(message)
                         ):
                             continue
-                        await deliver(message, await self.sender_of(message))
+                        sender = await self.sender_of(message)
+                        self._pushing.add(message.id)
+                        try:
+                            await deliver(message, sender)
+                        finally:
+                            self._pushing.discard(message.id)
                         # Recorded only once written: a failed push is tried again.
                         self._pushed[message.id] = _Pushed(time.time(), self.results_written, message)
                         self._new_push.set()
@@ -903,9 +909,12 @@ class Session:
         shown = [message_id for message_id in self._pushed if message_id in transcript.shown]
         if shown:
             self._mark_shown(shown)
-            if self.push_state is not PushState.CONFIRMED:
-                log.info("push confirmed: the transcript shows channel messages")
-                await self._set_push(PushState.CONFIRMED)
+        # Only pushes still waiting for proof (or being written) are asked about: of what
+        # the transcript showed, the rest is done with.
+        transcript.keep_only(self._pushed.keys() | self._pushing)
+        if shown and self.push_state is not PushState.CONFIRMED:
+            log.info("push confirmed: the transcript shows channel messages")
+            await self._set_push(PushState.CONFIRMED)
         await self._note_drops()
 
     def follow_transcript(self, path: str) -> None:

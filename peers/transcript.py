@@ -47,7 +47,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,9 @@ class Transcript:
 
     :meth:`read` takes only what was appended since the last call (whole lines;
     a line still being written is read next time). ``shown`` and ``received``
-    only grow; ``written_at`` is when the file last changed, as of the last read, and
+    grow with each read until :meth:`keep_only` narrows them to the ids the
+    reader still waits on (a day's channel messages would otherwise all stay in
+    memory); ``written_at`` is when the file last changed, as of the last read, and
     ``latest_at`` the newest creation time of a record read so far (records carry one).
     """
 
@@ -226,6 +228,12 @@ class Transcript:
         for kind, text in _texts(record, self.server):
             target = self.shown if kind == "shown" else self.received
             target.update(_message_ids(text, self.server))
+
+    def keep_only(self, wanted: Collection[str]) -> None:
+        """Forget every id read so far but those in ``wanted``."""
+        # New sets, not in-place removal: a set never shrinks its table.
+        self.shown = {i for i in wanted if i in self.shown}
+        self.received = {i for i in wanted if i in self.received}
 
     def recorded_since(self, ts: float) -> bool:
         """True if a record read so far was created at or after ``ts`` (records are appended

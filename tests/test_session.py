@@ -189,6 +189,9 @@ async def test_a_push_the_transcript_shows_is_acked_and_never_attached(rig: Rig)
         assert stored is not None and stored.push is PushState.CONFIRMED
         rig.session.result_written()
         assert not (await rig.session.take_mail(rig.session.call_started())).messages
+        # Proven, it is done with: the reader keeps no id nothing waits on.
+        transcript = rig.session.transcript
+        assert transcript is not None and not transcript.shown and not transcript.received
 
     await running(rig, body)
 

@@ -179,3 +179,19 @@ def test_the_newest_record_time_is_known_and_cannot_be_forged(tmp_path: Path) ->
     assert transcript.latest_at == pytest.approx(1796122335.215)
     assert transcript.recorded_since(1796122335.0)
     assert not transcript.recorded_since(1796122336.0)
+
+
+def test_ids_no_longer_waited_on_are_forgotten(tmp_path: Path) -> None:
+    """A day of channel messages does not stay in memory: the reader keeps what it is told."""
+    path = tmp_path / "t.jsonl"
+    transcript = Transcript(path, "peers")
+    write(path, *(r for i in range(500) for r in (enqueued(f"m{i}"), idle_shown(f"m{i}"))))
+    transcript.read()
+    assert len(transcript.shown) == len(transcript.received) == 500
+    transcript.keep_only({"m7", "m9", "never-seen"})
+    assert transcript.shown == transcript.received == {"m7", "m9"}
+    write(path, enqueued("m600"))
+    transcript.read()
+    assert transcript.received == {"m7", "m9", "m600"}
+    transcript.keep_only(set())
+    assert transcript.shown == transcript.received == set()
