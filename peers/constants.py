@@ -154,9 +154,11 @@ GUARD_WARNED_MEMORY: Final = 1_000
 
 SERVER_NAME: Final = "peers"
 # `peers serve` reads ahead at most this many of a client's requests (peers/admission.py),
-# and a request waits at most this long for room.
+# a request waits at most this long for room, and one open this long (far past any
+# tool's deadline) takes none.
 SERVE_READ_AHEAD: Final = 32
 SERVE_ADMIT_PATIENCE: Final = 1.0
+SERVE_ADMIT_STALE: Final = 300.0
 
 # A hook that reached its session's server within this long counts as a live path
 # (`peers status`, `peers doctor`); older, the session shows when it last did.

@@ -127,9 +127,16 @@ class _FrontAnswered(StreamWrapper):
     the front has drifted from the SDK, which a test is there to catch first.
     """
 
-    def __init__(self, inner: Any, answered: tuple[dict[str, Any], ...]) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        answered: tuple[dict[str, Any], ...],
+        dropped: Callable[[RequestId], None] | None = None,
+    ) -> None:
         self.inner = inner
         self._expected = list(answered)
+        # Told each dropped answer's id: that request was answered (by the front).
+        self._dropped = dropped
 
     def _is_duplicate(self, msg: types.JSONRPCMessage) -> bool:
         if not self._expected or not isinstance(msg, types.JSONRPCResponse | types.JSONRPCError):
@@ -148,6 +155,10 @@ class _FrontAnswered(StreamWrapper):
     async def send(self, item: SessionMessage, /) -> None:
         if not self._is_duplicate(item.message):
             await self.inner.send(item)
+            return
+        rid = response_id(item.message)
+        if rid is not None and self._dropped is not None:
+            self._dropped(rid)
 
 
 class DeliveryFailed(PeersError):
@@ -305,7 +316,11 @@ async def run_server(
                 wire.admission.done(rid)  # never answered: its room is free
 
         writer = TrackedWriter(
-            _FrontAnswered(write_stream, handover.answered),
+            _FrontAnswered(
+                write_stream,
+                handover.answered,
+                dropped=wire.admission.done if wire is not None else None,
+            ),
             failed=not_written,
             written=None if wire is not None else handlers.response_written,
         )

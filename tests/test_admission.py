@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
@@ -110,3 +111,50 @@ async def test_a_request_never_answered_costs_a_moment_not_the_session() -> None
 def test_the_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Admission(limit=0)
+
+
+async def test_ids_are_one_request_as_the_sdk_correlates_them() -> None:
+    """A cancel naming request 7 as "7" ends it (the SDK cancels it too)."""
+    admission = Admission(limit=4, patience=60)
+    await admission.admit(call(7))
+    await admission.admit(call("x"))
+    await admission.admit(cancel("7"))
+    admission.done("x")
+    assert admission.open == 0
+
+
+async def test_a_request_open_far_too_long_stops_taking_room() -> None:
+    """Leaks must not add up: past ``stale`` a request no answer will end stops counting."""
+    admission = Admission(limit=1, patience=0.01, stale=0.0)
+    await admission.admit(call(1))  # never answered
+    with anyio.fail_after(5):
+        await admission.admit(call(2))
+    assert admission.open == 1  # 1 is gone, 2 is in
+    admission.done(2)
+    assert admission.open == 0
+
+
+async def test_the_stdin_reader_reads_on_only_with_room() -> None:
+    """The reader itself asks for room: past the limit the next line stays unread."""
+    import json
+
+    from peers.stdio import LineReader, _read_messages
+
+    stream = asyncio.StreamReader()
+    for rid in range(3):
+        stream.feed_data(json.dumps(call(rid).model_dump(exclude_none=True)).encode() + b"\n")
+    stream.feed_eof()
+    admission = Admission(limit=2, patience=60)
+    send, receive = anyio.create_memory_object_stream[Any](10)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_read_messages, LineReader(stream), send, admission)
+        with anyio.fail_after(5):
+            got = [await receive.receive(), await receive.receive()]
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()
+        with pytest.raises(anyio.WouldBlock):
+            receive.receive_nowait()  # the third waits for room
+        admission.done(0)
+        with anyio.fail_after(5):
+            got.append(await receive.receive())
+    assert [item.message.id for item in got] == [0, 1, 2]

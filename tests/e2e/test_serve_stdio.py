@@ -322,3 +322,26 @@ def test_hundreds_of_calls_at_once_beside_waiting_calls_are_all_answered(
     finally:
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0
+
+
+async def test_requests_the_front_answered_free_their_room() -> None:
+    """The SDK answers server/discover and initialize again, and that answer is dropped: the
+    request is answered all the same, and holds no room for the rest of the session."""
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+
+    from peers.admission import Admission
+    from peers.serve import _FrontAnswered
+
+    error = {"code": -32601, "message": "Method not found", "data": "server/discover"}
+    front = {"jsonrpc": "2.0", "id": 0, "error": error}
+    admission = Admission(limit=4, patience=60)
+    await admission.admit(types.JSONRPCRequest(jsonrpc="2.0", id=0, method="server/discover"))
+    assert admission.open == 1
+    send, receive = anyio.create_memory_object_stream[SessionMessage](10)
+    stream = _FrontAnswered(send, (front,), dropped=admission.done)
+    duplicate = types.JSONRPCError(jsonrpc="2.0", id=0, error=types.ErrorData(**error))
+    await stream.send(SessionMessage(duplicate))
+    with pytest.raises(anyio.WouldBlock):
+        receive.receive_nowait()  # dropped, not written twice
+    assert admission.open == 0
