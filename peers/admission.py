@@ -6,8 +6,9 @@ half-built result while the store answers them one batch at a time: the
 process's memory grows by megabytes that the C allocator then keeps, and the
 calls finish no sooner. So stdin is read ahead only while fewer than
 :data:`LIMIT` requests are open; the rest wait unread, as bytes in the
-reader's buffer and the pipe (the client sees ordinary back-pressure). A request is open from the line read until its
-response was written, the write failed, or the client cancelled it (a
+reader's buffer and the pipe (the client sees ordinary back-pressure). A
+request is open from the line read until its response was written (or the
+handshake front's was), the write failed, or the client cancelled it (a
 cancelled request is never answered).
 
 Calls that wait by design (``wait_for_messages``, up to ten minutes) are not
