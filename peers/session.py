@@ -77,6 +77,8 @@ log = get_logger("peers.session")
 # How many message ids shown to the model are remembered (a redelivered copy of one
 # whose ack was lost is acknowledged again, never shown twice).
 _SHOWN_MEMORY = 10_000
+# The transcript reader may hold this many ids no push waits on before they are dropped.
+_TRANSCRIPT_SLACK = 256
 _ACK_BATCH = 500
 
 PushCallback = Callable[[Message, Peer | None], Awaitable[None]]
@@ -910,8 +912,10 @@ class Session:
         if shown:
             self._mark_shown(shown)
         # Only pushes still waiting for proof (or being written) are asked about: of what
-        # the transcript showed, the rest is done with.
-        transcript.keep_only(self._pushed.keys() | self._pushing)
+        # the transcript showed, the rest is done with. Forgotten in bulk, now and then:
+        # each read costs nothing extra with thousands of pushes waiting.
+        if transcript.held > 2 * len(self._pushed) + _TRANSCRIPT_SLACK:
+            transcript.keep_only(self._pushed.keys() | self._pushing)
         if shown and self.push_state is not PushState.CONFIRMED:
             log.info("push confirmed: the transcript shows channel messages")
             await self._set_push(PushState.CONFIRMED)

@@ -229,6 +229,11 @@ class Transcript:
             target = self.shown if kind == "shown" else self.received
             target.update(_message_ids(text, self.server))
 
+    @property
+    def held(self) -> int:
+        """How many ids the reader holds now."""
+        return len(self.shown) + len(self.received)
+
     def keep_only(self, wanted: Collection[str]) -> None:
         """Forget every id read so far but those in ``wanted``."""
         # New sets, not in-place removal: a set never shrinks its table.

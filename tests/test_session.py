@@ -20,6 +20,7 @@ import anyio
 import pytest
 
 from peers import constants as c
+from peers import session as session_module
 from peers.config import load_settings
 from peers.errors import PeersError
 from peers.mcpclient import channel_text
@@ -176,7 +177,12 @@ async def test_a_push_the_transcript_is_silent_on_goes_with_a_later_result(rig: 
     await running(rig, body)
 
 
-async def test_a_push_the_transcript_shows_is_acked_and_never_attached(rig: Rig) -> None:
+async def test_a_push_the_transcript_shows_is_acked_and_never_attached(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ids nothing waits on are dropped at once, not in bulk past the usual slack.
+    monkeypatch.setattr(session_module, "_TRANSCRIPT_SLACK", 0)
+
     async def body() -> None:
         message = await rig.send("shown by the channel")
         await rig.pushed_all(message)
