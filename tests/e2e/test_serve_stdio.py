@@ -75,6 +75,18 @@ def read_reply(stdout: IO[bytes], request_id: int) -> dict[str, Any]:
             return message
 
 
+def spawn_serve(env: dict[str, str], tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+    """A real ``peers serve`` on two pipes, its log in ``tmp_path``."""
+    command, args = serve_command()
+    return subprocess.Popen(
+        [command, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / "serve.log", "w"),
+        env={**env, "PEERS_NAME": name},
+    )
+
+
 def test_stdin_from_a_file_is_served_too(env: dict[str, str], tmp_path: Path) -> None:
     """Not a pipe: the SDK's threaded reader takes it, and EOF still ends the server."""
     requests = tmp_path / "requests.jsonl"
@@ -119,14 +131,7 @@ async def test_pushes_through_a_full_pipe_arrive_whole_and_in_order(
     env: dict[str, str], tmp_path: Path, namespace: str
 ) -> None:
     """The client stops reading while more than a pipe's worth of pushes is written."""
-    command, args = serve_command()
-    proc = subprocess.Popen(
-        [command, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "serve.log", "w"),  # noqa: SIM115 - closed with the process
-        env={**env, "PEERS_NAME": "reader"},
-    )
+    proc = spawn_serve(env, tmp_path, "reader")
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(lines(initialize(), INITIALIZED, WHOAMI))
@@ -291,14 +296,7 @@ def test_hundreds_of_calls_at_once_beside_waiting_calls_are_all_answered(
     """The client writes 40 long waits and then 300 calls without reading: the server reads
     ahead only a few calls at a time, and the waits never hold back the rest (counted, each
     call past the limit would stand a second in the pipe)."""
-    command, args = serve_command()
-    proc = subprocess.Popen(
-        [command, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=open(tmp_path / "serve.log", "w"),  # noqa: SIM115 - closed with the process
-        env={**env, "PEERS_NAME": "busy"},
-    )
+    proc = spawn_serve(env, tmp_path, "busy")
     assert proc.stdin is not None and proc.stdout is not None
     waits = [
         {"jsonrpc": "2.0", "id": 1000 + i, "method": "tools/call",
