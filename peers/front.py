@@ -24,6 +24,7 @@ bytes read here can be handed to the event-loop reader of :mod:`peers.stdio`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -31,6 +32,7 @@ import signal
 import stat
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import FrameType, ModuleType
 from typing import Any
@@ -286,16 +288,17 @@ def _placeholder(name: str) -> ModuleType:
     return module
 
 
-def _defer_http() -> dict[str, ModuleType]:
+@contextlib.contextmanager
+def _http_deferred() -> Iterator[None]:
+    """The HTTP-only modules as placeholders while the SDK loads, real ones after."""
     placed = {name: _placeholder(name) for name in _HTTP_ONLY if name not in sys.modules}
     sys.modules.update(placed)
-    return placed
-
-
-def _undefer(placed: dict[str, ModuleType]) -> None:
-    for name, module in placed.items():
-        if sys.modules.get(name) is module:
-            del sys.modules[name]
+    try:
+        yield
+    finally:
+        for name, module in placed.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
 
 
 def load_sdk() -> ModuleType:
@@ -305,23 +308,9 @@ def load_sdk() -> ModuleType:
     # transports) takes uvicorn, to patch its shutdown. Blocked, each is 2-3 MB less.
     for optional in _NOT_NEEDED:
         sys.modules.setdefault(optional, None)  # type: ignore[arg-type]
-    before = set(sys.modules)
-    if not leanimport.skip_package_inits(_SKIPPED_INITS):
-        return importlib.import_module("peers.serve")
-    placed = _defer_http()
-    try:
-        return importlib.import_module("peers.serve")
-    except Exception:
-        # An SDK release whose server modules need those packages, or use an HTTP
-        # name as they load: start again, whole.
-        _undefer(placed)
-        placed = {}
-        for name in set(sys.modules) - before:
-            if name == "mcp" or name.startswith(("mcp.", "peers.")):
-                del sys.modules[name]
-        return importlib.import_module("peers.serve")
-    finally:
-        _undefer(placed)
+    # An SDK release whose server modules need those packages, or use an HTTP name
+    # as they load, is imported again, whole.
+    return leanimport.import_without_inits("peers.serve", _SKIPPED_INITS, _http_deferred)
 
 
 class _Stop(BaseException):

@@ -8,30 +8,36 @@ bare (their path only) before the import; if the library turns out to need its
 ``__init__`` after all (a release that reads a package attribute as it loads),
 everything imported on the way is dropped and the module is imported whole.
 
-Only a process that turned it on (:func:`enable`: ``peers serve``) imports
-lean: elsewhere, another library may import the whole package later and would
-find it bare. Standard library only: :mod:`peers.front` uses it before anything
-else loads.
+Imports that are not ``peers serve``'s own ask :func:`enabled` first (``peers
+serve`` turns it on): elsewhere, another library may import the whole package
+later and would find it bare. Standard library only: :mod:`peers.front` uses it
+before anything else loads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 
-__all__ = ["enable", "import_without_inits", "skip_package_inits"]
+__all__ = ["enable", "enabled", "import_without_inits", "skip_package_inits"]
 
 _enabled = False
 
 
 def enable() -> None:
-    """Let :func:`import_without_inits` skip package inits in this process."""
+    """Mark this process as one that imports lean wherever it can (``peers serve``)."""
     global _enabled
     _enabled = True
+
+
+def enabled() -> bool:
+    """Whether :func:`enable` was called in this process."""
+    return _enabled
 
 
 def skip_package_inits(chain: Sequence[str]) -> bool:
@@ -57,17 +63,23 @@ def skip_package_inits(chain: Sequence[str]) -> bool:
     return True
 
 
-def import_without_inits(name: str, chain: Sequence[str]) -> ModuleType:
-    """Import ``name`` with the packages of ``chain`` bare (once enabled); whole if that fails.
+def import_without_inits(
+    name: str,
+    chain: Sequence[str],
+    meanwhile: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+) -> ModuleType:
+    """Import ``name`` with the packages of ``chain`` bare; whole if that fails.
 
-    On failure the modules imported meanwhile under ``chain[0]`` and ``name``'s
-    top package are dropped before the whole import.
+    ``meanwhile`` is entered around the lean attempt only (the front's placeholders
+    for modules it need not load). On failure the modules imported meanwhile under
+    ``chain[0]`` and ``name``'s top package are dropped before the whole import.
     """
     before = set(sys.modules)
-    if not _enabled or not skip_package_inits(chain):
+    if not skip_package_inits(chain):
         return importlib.import_module(name)
     try:
-        return importlib.import_module(name)
+        with meanwhile():
+            return importlib.import_module(name)
     except Exception:
         roots = (chain[0], name.partition(".")[0])
         for module in set(sys.modules) - before:

@@ -10,8 +10,8 @@ import difflib
 import importlib
 from typing import TYPE_CHECKING
 
+from peers import leanimport
 from peers.errors import ConfigError
-from peers.leanimport import import_without_inits
 from peers.redact import redact_url
 from peers.transports.base import Capabilities, Transport
 
@@ -59,7 +59,10 @@ def transport_class(url: str) -> type[Transport]:
     """The transport class for a URL, or a ConfigError naming the known schemes."""
     module_name, class_name = SCHEMES[check_scheme(url)].split(":")
     lean = _LEAN.get(module_name)
-    module = import_without_inits(module_name, lean) if lean else importlib.import_module(module_name)
+    if lean and leanimport.enabled():
+        module = leanimport.import_without_inits(module_name, lean)
+    else:
+        module = importlib.import_module(module_name)
     cls: type[Transport] = getattr(module, class_name)
     return cls
 

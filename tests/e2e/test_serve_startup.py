@@ -478,8 +478,7 @@ def test_a_package_that_needs_its_init_is_imported_whole(tmp_path: Path) -> None
     (package / "inner" / "mod.py").write_text("import needsinit\nVALUE = needsinit.FLAG\n")
     (package / "lean.py").write_text("VALUE = 'no init needed'\n")
     script = (
-        "import sys; from peers.leanimport import enable, import_without_inits\n"
-        "enable()\n"
+        "import sys; from peers.leanimport import import_without_inits\n"
         "whole = import_without_inits('needsinit.inner.mod', ('needsinit', 'needsinit.inner'))\n"
         "print(whole.VALUE)\n"
         "for m in [m for m in sys.modules if m.startswith('needsinit')]: del sys.modules[m]\n"
