@@ -277,14 +277,8 @@ async def run_server(
         if wire is not None:
             read_stream, write_stream = wire.read, wire.write
             wire.on_write = trimmer.touch
-
-            def written(message: SessionMessage) -> None:
-                # In the pipe: the mail that response carried is the client's now.
-                rid = response_id(message.message)
-                if rid is not None:
-                    handlers.response_written(rid)
-
-            wire.on_written = written
+            # In the pipe: the mail that response carried is the client's now.
+            wire.on_written = handlers.response_written
         else:
             read_stream, write_stream = await stack.enter_async_context(stdio_server())
 

@@ -49,7 +49,7 @@ from mcp.shared.message import SessionMessage
 from peers.admission import Admission
 from peers.front import two_pipes
 from peers.log import get_logger
-from peers.wiretap import response_id
+from peers.wiretap import RequestId, response_id
 
 __all__ = ["LineReader", "LineWriter", "Wire", "event_loop_stdio"]
 
@@ -169,9 +169,9 @@ class Wire:
     _idle: anyio.Event | None = None
     # Called after each write (peers.trim notes the traffic).
     on_write: Callable[[], None] | None = None
-    # Called for each message once the pipe took it (peers.wiretap: a response's mail is
-    # the client's from then on).
-    on_written: Callable[[SessionMessage], None] | None = None
+    # Called with each response's id once the pipe took it (peers.wiretap: the mail it
+    # carries is the client's from then on).
+    on_written: Callable[[RequestId], None] | None = None
 
     async def run_writer(self) -> None:
         """Write what the SDK sends, every message ready at the time in one write."""
@@ -200,9 +200,8 @@ class Wire:
                         rid = response_id(message.message)
                         if rid is not None:
                             self.admission.done(rid)
-                    if self.on_written is not None:
-                        for message in batch:
-                            self.on_written(message)
+                            if self.on_written is not None:
+                                self.on_written(rid)
                     if self.on_write is not None:
                         self.on_write()
                 except OSError as exc:

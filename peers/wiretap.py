@@ -3,9 +3,9 @@
 Mail carried by a tool result is acknowledged only once the client has it: when
 the write of the JSON-RPC response that carries it to stdout completed, never
 when the result was merely built. On pipes (every MCP client) the event-loop
-writer of :mod:`peers.stdio` reports each message once the pipe took it
-(``Wire.on_written``; :func:`response_id` names the response), and a client
-that died first makes the write fail: nothing is reported. Two taps beside the
+writer of :mod:`peers.stdio` reports each response's id once the pipe took it
+(``Wire.on_written``), and a client that died first makes the write fail:
+nothing is reported. Two taps beside the
 SDK report the rest:
 
 - :class:`TrackedWriter` wraps the SDK's outgoing message stream: it reports a
@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 import mcp_types as types
+from mcp.shared.dispatcher import as_request_id
 from mcp.shared.message import SessionMessage
 
 __all__ = ["CancelTap", "StreamWrapper", "TrackedWriter", "response_id"]
@@ -37,9 +38,7 @@ Report = Callable[[RequestId], None]
 def response_id(message: types.JSONRPCMessage) -> RequestId | None:
     """The id of a JSON-RPC response (or error), else None."""
     if isinstance(message, types.JSONRPCResponse | types.JSONRPCError):
-        rid = message.id
-        if isinstance(rid, str | int) and not isinstance(rid, bool):
-            return rid
+        return as_request_id(message.id)
     return None
 
 
@@ -139,8 +138,8 @@ class CancelTap(StreamWrapper):
             return
         msg = item.message
         if isinstance(msg, types.JSONRPCNotification) and msg.method == "notifications/cancelled":
-            rid = (msg.params or {}).get("requestId")
-            if isinstance(rid, str | int) and not isinstance(rid, bool):
+            rid = as_request_id((msg.params or {}).get("requestId"))
+            if rid is not None:
                 self._handled = rid
 
     @property

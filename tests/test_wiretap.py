@@ -65,7 +65,7 @@ async def test_the_stdio_writer_reports_each_message_once_the_pipe_took_it() -> 
     pipe = Pipe()
     wire = Wire(read_recv, write_send, pipe, write_recv, read_send)  # type: ignore[arg-type]
     written: list[Any] = []
-    wire.on_written = lambda m: written.append(response_id(m.message))
+    wire.on_written = written.append
     async with anyio.create_task_group() as tg:
         tg.start_soon(wire.run_writer)
         await write_send.send(SessionMessage(types.JSONRPCResponse(jsonrpc="2.0", id=1, result={})))
