@@ -413,6 +413,13 @@ def test_a_bad_setting_with_no_client_exits_2_with_one_line(tmp_path: Path) -> N
     assert len(lines) == 1 and "known schemes: sqlite://" in lines[0]
 
 
+def python(script: str, **env: str) -> str:
+    """What a fresh interpreter running ``script`` prints (it must exit 0)."""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, check=True, env={**os.environ, **env})  # fmt: skip
+    return out.stdout
+
+
 _LOADED = (
     "import sys; from peers.front import load_sdk; serve = load_sdk(); "
     "import peers.transports.sqlite; "
@@ -425,9 +432,7 @@ _LOADED = (
 @pytest.mark.slow
 def test_serve_loads_the_server_half_of_the_sdk_only() -> None:
     # Nor its HTTP transports (Starlette, OAuth): 3 MB of a stdio session.
-    out = subprocess.run([sys.executable, "-c", _LOADED], capture_output=True, text=True,
-                         timeout=60, check=True)  # fmt: skip
-    assert out.stdout.split(" ", 1) == ["peers.serve", "[]\n"]
+    assert python(_LOADED).split(" ", 1) == ["peers.serve", "[]\n"]
 
 
 @pytest.mark.slow
@@ -445,9 +450,7 @@ def test_serve_loads_the_whole_sdk_when_its_server_half_needs_it() -> None:
         "serve = f.load_sdk()\n"
         "import mcp; print(serve.__name__, hasattr(mcp, 'ClientSession'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, check=True)  # fmt: skip
-    assert out.stdout.split() == ["peers.serve", "True"]
+    assert python(script).split() == ["peers.serve", "True"]
 
 
 _REDIS_LOADED = (
@@ -463,9 +466,7 @@ _REDIS_LOADED = (
 @pytest.mark.slow
 def test_the_redis_backend_loads_without_redis_pys_package_inits() -> None:
     # Its cluster, sentinel and sync clients: about 1 MB of a session.
-    out = subprocess.run([sys.executable, "-c", _REDIS_LOADED], capture_output=True, text=True,
-                         timeout=60, check=True)  # fmt: skip
-    assert out.stdout.split(" ", 1) == ["RedisTransport", "[] False\n"]
+    assert python(_REDIS_LOADED).split(" ", 1) == ["RedisTransport", "[] False\n"]
 
 
 @pytest.mark.slow
@@ -485,6 +486,4 @@ def test_a_package_that_needs_its_init_is_imported_whole(tmp_path: Path) -> None
         "lean = import_without_inits('needsinit.lean', ('needsinit',))\n"
         "print(lean.VALUE, hasattr(sys.modules['needsinit'], 'FLAG'))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, check=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})  # fmt: skip
-    assert out.stdout.splitlines() == ["set by __init__", "no init needed False"]
+    assert python(script, PYTHONPATH=str(tmp_path)).splitlines() == ["set by __init__", "no init needed False"]
