@@ -207,6 +207,9 @@ async def run_server(
         handlers.startup_error = f"peers cannot start: {config_error}"
 
     def pusher(conn: Connection, writer: TrackedWriter) -> PushCallback:
+        # Bound once: the module's lazy proxy builds a logger on every call, per push here.
+        pushes = log.bind()
+
         async def deliver(message: Message, sender: Peer | None) -> None:
             before = writer.channel_sent
             await conn.notify(
@@ -214,7 +217,7 @@ async def run_server(
             )
             if writer.channel_sent == before:
                 raise DeliveryFailed(f"could not write message {message.id}; it stays pending")
-            log.debug("pushed", message_id=message.id)
+            pushes.debug("pushed", message_id=message.id)
 
         return deliver
 
