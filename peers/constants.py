@@ -53,6 +53,10 @@ WAKEUP_POLL_INTERVAL: Final = 0.25
 # fetch reaches past them to the new ones, up to this many messages in all (the push
 # loop's reaches past every push, or newer mail would never be pushed).
 MAX_FETCH_WINDOW: Final = 2_000
+# The push loop's reads leave out what it pushed already (the store skips those ids);
+# at most this often it reads past them all instead, to learn which pushes left the
+# mailbox (expired, or moved to the session that took this name).
+PUSH_FULL_READ_EVERY: Final = 1.0
 # Message bodies one tool result carries at most (the first message always whole); the
 # rest stay unread, and the result says how many wait.
 MAX_RESULT_MAIL_BYTES: Final = 64 * 1024

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -635,9 +635,11 @@ class PeersService:
             ) from failed[0]
         return BroadcastResult(scope_, tuple(results))
 
-    async def pending(self, peer_id: str, limit: int = c.FETCH_LIMIT) -> list[Message]:
-        """Unread mail without consuming it."""
-        return await self.transport.fetch(peer_id, limit)
+    async def pending(
+        self, peer_id: str, limit: int = c.FETCH_LIMIT, skip: Collection[str] = ()
+    ) -> list[Message]:
+        """Unread mail without consuming it (leaving out the ids in ``skip``)."""
+        return await self.transport.fetch(peer_id, limit, skip)
 
     async def ack(self, peer_id: str, message_ids: Sequence[str]) -> int:
         return await self.transport.ack(peer_id, message_ids) if message_ids else 0

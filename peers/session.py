@@ -219,6 +219,8 @@ class Session:
         self._pushed: dict[str, _Pushed] = {}
         self._pushing: set[str] = set()  # handed to the writer, not in _pushed yet
         self._new_push = anyio.Event()
+        # When the push loop last read the mailbox without skipping (monotonic).
+        self._full_read_at = 0.0
         # In a handout whose result is not written yet: shown to no other path meanwhile.
         self._reserved: set[str] = set()
         # Shown to the model (acked, or its ack on its way): never shown again.
@@ -523,10 +525,13 @@ class Session:
         while len(self._shown) > _SHOWN_MEMORY:
             self._shown.popitem(last=False)
 
-    def _ack_again(self, pending: list[Message], window: int) -> None:
-        """Shown messages still pending (their ack failed): acknowledge them again."""
+    def _ack_again(self, pending: list[Message], window: int, complete: bool = True) -> None:
+        """Shown messages still pending (their ack failed): acknowledge them again.
+
+        ``complete``: ``pending`` is the mailbox's first ``window`` messages, none skipped.
+        """
         self._mark_shown([m.id for m in pending if m.id in self._shown])
-        if len(pending) < window:
+        if complete and len(pending) < window:
             # That was all the unread mail: a push no longer in it (expired, or moved
             # to the session that took this name) waits for no proof any more.
             unread = {m.id for m in pending}
@@ -859,12 +864,23 @@ class Session:
                 # Before the read: a send after it rings past this mark.
                 mark = self.bell.mark()
                 async with self._mail_lock:
-                    # No cap: a capped fetch full of pushes still waiting for proof (an
-                    # idle session makes no tool call to hand them out) would keep newer
-                    # mail from ever being pushed. The mailbox cap (max_unread) bounds it.
-                    window = self._window(cap=None)
-                    messages = await self.service.pending(peer.id, window)
-                    self._ack_again(messages, window)
+                    now = time.monotonic()
+                    if now - self._full_read_at >= c.PUSH_FULL_READ_EVERY:
+                        # Past every push waiting for proof: no cap, or a fetch full of
+                        # them (an idle session makes no tool call to hand them out) would
+                        # keep newer mail from ever being pushed. The mailbox cap
+                        # (max_unread) bounds it.
+                        self._full_read_at = now
+                        window = self._window(cap=None)
+                        messages = await self.service.pending(peer.id, window)
+                        self._ack_again(messages, window)
+                    else:
+                        # What is known here already stays in the store: in a burst,
+                        # reading every waiting push again cost ten rows per message.
+                        window = c.FETCH_LIMIT
+                        skip = self._pushed.keys() | self._reserved | self._acking
+                        messages = await self.service.pending(peer.id, window, skip)
+                        self._ack_again(messages, window, complete=False)
                     for message in messages:
                         if self._stopping or self._push_off():
                             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -315,6 +315,56 @@ async def test_pushes_waiting_for_proof_do_not_starve_newer_messages(rig: Rig) -
         await rig.pushed_all(*first)
         late = await rig.send("late")
         await rig.pushed_all(late)
+
+    await running(rig, body)
+
+
+async def test_the_push_loop_reads_a_push_waiting_for_proof_about_once_a_second(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pushes waiting for proof stay unread in the store; the loop's reads between its
+    full ones (c.PUSH_FULL_READ_EVERY) leave them there instead of decoding them again
+    for every new message."""
+    store = rig.service.transport
+    fetch = store.fetch
+    reads: list[list[str]] = []
+
+    async def counted(recipient_id: str, limit: int = 100, skip: Collection[str] = ()) -> list[Message]:
+        got = await fetch(recipient_id, limit, skip)
+        reads.append([m.id for m in got])
+        return got
+
+    monkeypatch.setattr(store, "fetch", counted)
+    monkeypatch.setattr(c, "PUSH_FULL_READ_EVERY", 60.0)  # one full read: the first
+
+    async def body() -> None:
+        sent = []
+        for i in range(30):  # one at a time: each one its own read of the push loop
+            sent.append(await rig.send(f"m{i}"))
+            await rig.pushed_all(sent[-1])
+        returned = [i for ids in reads for i in ids]
+        assert len(reads) >= 30
+        assert len(returned) == len(set(returned)) == 30  # each message read once
+        assert len(await rig.pending_ids()) == 30  # pushed, not shown: all still pending
+
+    await running(rig, body)
+
+
+async def test_a_push_that_left_the_mailbox_stops_waiting_for_proof(rig: Rig) -> None:
+    """A push the store no longer holds as unread (acknowledged elsewhere, expired) is
+    dropped from those waiting for proof at the next full read, within about a second."""
+
+    async def body() -> None:
+        gone = await rig.send("acknowledged elsewhere")
+        kept = await rig.send("still unread")
+        await rig.pushed_all(gone, kept)
+        assert {gone.id, kept.id} <= rig.session._pushed.keys()
+        await rig.service.ack(rig.me.id, [gone.id])
+        with anyio.fail_after(c.PUSH_FULL_READ_EVERY + 5):
+            while gone.id in rig.session._pushed:
+                await rig.send(f"traffic {time.monotonic()}")  # reads between full ones
+                await anyio.sleep(0.05)
+        assert kept.id in rig.session._pushed
 
     await running(rig, body)
 

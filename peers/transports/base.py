@@ -12,7 +12,7 @@ at the edge: callers never see ``sqlite3`` or ``redis`` exceptions.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -141,8 +141,10 @@ class Transport(abc.ABC):
         """Store a message durably for its recipient (following successors), wake it, return it as stored."""
 
     @abc.abstractmethod
-    async def fetch(self, recipient_id: str, limit: int = 100) -> list[Message]:
-        """The recipient's pending messages, oldest first, without consuming them."""
+    async def fetch(
+        self, recipient_id: str, limit: int = 100, skip: Collection[str] = ()
+    ) -> list[Message]:
+        """The recipient's pending messages not in ``skip``, oldest first, without consuming them."""
 
     @abc.abstractmethod
     async def ack(self, recipient_id: str, message_ids: Sequence[str]) -> int:

@@ -791,6 +791,41 @@ async def test_fetch_does_not_consume_and_honours_limit(
     assert await fetch_all(transport, a.id) == []
 
 
+async def test_fetch_skips_the_ids_given_without_counting_them(
+    transport: Transport, transport_factory: Factory, make_peer: MakePeer, make_message: MakeMessage
+) -> None:
+    a = await transport.register(make_peer())
+    b = await transport.register(make_peer())
+    sent = await send_many(transport, make_message, a, b, 6)
+    other = await transport_factory()
+    assert ids(await other.fetch(b.id)) == sent  # the first read (Redis: new entries)
+    # Skipped ones are left out and the limit counts the rest, read again or new.
+    assert ids(await other.fetch(b.id, limit=2, skip=sent[:3])) == sent[3:5]
+    assert ids(await other.fetch(b.id, skip={sent[1], sent[4]})) == [
+        sent[0], sent[2], sent[3], sent[5]
+    ]  # fmt: skip
+    assert ids(await other.fetch(b.id, skip=[new_message_id(), sent[0]])) == sent[1:]
+    assert await other.fetch(b.id, skip=sent) == []
+    # Skipping consumes nothing, and neither do ids of another mailbox.
+    newer = await transport.send(make_message(a, b, "newer"))
+    assert ids(await transport.fetch(b.id, limit=3, skip=sent[:5])) == [sent[5], newer.id]
+    assert await fetch_all(transport, b.id) == [*sent, newer.id]
+
+
+async def test_fetch_skips_inherited_mail_too(
+    transport: Transport, make_peer: MakePeer, make_message: MakeMessage
+) -> None:
+    sender = await transport.register(make_peer())
+    old = await transport.register(make_peer(name="eve"))
+    inherited = await send_many(transport, make_message, sender, old, 2)
+    await transport.unregister(old.id)
+    peer = await transport.register(make_peer())
+    await transport.update_peer(peer.id, PeerUpdate(name="eve"))
+    newer = await transport.send(make_message(sender, peer, "newer"))
+    assert ids(await transport.fetch(peer.id, skip=[inherited[0]])) == [inherited[1], newer.id]
+    assert ids(await transport.fetch(peer.id, limit=1, skip=inherited)) == [newer.id]
+
+
 async def test_ack_is_recipient_scoped_and_idempotent(
     transport: Transport, transport_factory: Factory, make_peer: MakePeer, make_message: MakeMessage
 ) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 from redis.exceptions import ResponseError
@@ -101,13 +101,16 @@ class MailboxMixin(RegistryMixin):
         return True
 
     @edge
-    async def fetch(self, recipient_id: str, limit: int = c.FETCH_LIMIT) -> list[Message]:
-        """The recipient's pending messages, oldest first, without consuming them."""
+    async def fetch(
+        self, recipient_id: str, limit: int = c.FETCH_LIMIT, skip: Collection[str] = ()
+    ) -> list[Message]:
+        """The recipient's pending messages not in ``skip``, oldest first, without consuming them."""
         common.check_fetch_limit(limit)
         mailbox = self._keys.mailbox(recipient_id)
+        skipped = list(dict.fromkeys(skip))
         for attempt in range(2):
             try:
-                found = await self._run("fetch", mailbox, recipient_id, limit)
+                found = await self._run("fetch", mailbox, recipient_id, limit, *skipped)
                 break
             except ResponseError as exc:
                 if attempt or not _missing_group(exc):

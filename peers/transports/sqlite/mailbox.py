@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from peers import constants as c
@@ -213,17 +213,21 @@ class MailboxMixin(SQLiteStore):
 
         return await self._write(op)
 
-    async def fetch(self, recipient_id: str, limit: int = c.FETCH_LIMIT) -> list[Message]:
-        """The recipient's pending messages, oldest first, without consuming them."""
+    async def fetch(
+        self, recipient_id: str, limit: int = c.FETCH_LIMIT, skip: Collection[str] = ()
+    ) -> list[Message]:
+        """The recipient's pending messages not in ``skip``, oldest first, without consuming them."""
         common.check_fetch_limit(limit)
+        skipped = frozenset(skip)
 
         def op(conn: sqlite3.Connection) -> list[Message]:
             rows = conn.execute(
                 f"SELECT {schema.MSG_COLS} FROM {T.MESSAGES} "
                 "WHERE namespace = ? AND recipient_id = ? AND acked_at IS NULL ORDER BY seq LIMIT ?",
-                (self.namespace, recipient_id, limit),
+                (self.namespace, recipient_id, limit + len(skipped)),
             ).fetchall()
-            return [schema.message_from_row(r) for r in rows]
+            # Skipped before decoding: decoding is what a row costs (the id is column 0).
+            return [schema.message_from_row(r) for r in rows if r[0] not in skipped][:limit]
 
         return await self._read(op)
 
