@@ -717,9 +717,9 @@ class Session:
                 await self._set_push(PushState.OFF)
 
     def _window(self, cap: int | None = c.MAX_FETCH_WINDOW) -> int:
-        """How many pending messages to fetch: past those pushed or reserved, to new ones
-        (at most ``cap``, if one is given)."""
-        wanted = c.FETCH_LIMIT + len(self._pushed) + len(self._reserved)
+        """How many pending messages to fetch: past those pushed, reserved or being
+        acknowledged, to new ones (at most ``cap``, if one is given)."""
+        wanted = c.FETCH_LIMIT + len(self._pushed) + len(self._reserved) + len(self._acking)
         return wanted if cap is None else min(wanted, cap)
 
     async def take_mail(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -365,6 +365,37 @@ async def test_a_push_that_left_the_mailbox_stops_waiting_for_proof(rig: Rig) ->
                 await rig.send(f"traffic {time.monotonic()}")  # reads between full ones
                 await anyio.sleep(0.05)
         assert kept.id in rig.session._pushed
+
+    await running(rig, body)
+
+
+async def test_acks_still_on_their_way_do_not_keep_newer_mail_from_a_full_read(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a full read's window counted pushes and reservations but not messages
+    being acknowledged; with a window's worth of acks held up, newer mail was not pushed."""
+    store = rig.service.transport
+    ack = store.ack
+    gate = anyio.Event()
+
+    async def held_up(recipient_id: str, message_ids: Sequence[str]) -> int:
+        await gate.wait()  # a slow store: the acks stay on their way
+        return await ack(recipient_id, message_ids)
+
+    monkeypatch.setattr(store, "ack", held_up)
+    monkeypatch.setattr(c, "PUSH_FULL_READ_EVERY", 0.0)  # every read a full one
+
+    async def body() -> None:
+        early = [await rig.send(f"early {i}") for i in range(c.FETCH_LIMIT + 5)]
+        await rig.pushed_all(*early)
+        for message in early:
+            rig.show(message)
+        with anyio.fail_after(10):
+            while len(rig.session._acking) < len(early):
+                await anyio.sleep(0.01)
+        late = await rig.send("late")
+        await rig.pushed_all(late)
+        gate.set()
 
     await running(rig, body)
 
