@@ -181,6 +181,12 @@ class Transcript:
         if path is None:
             return False
         try:
+            # Read for every tool call while pushes wait: one stat when nothing was added.
+            st = os.stat(path)
+            if st.st_ino == self._inode and st.st_size == self._offset:
+                self.written_at = st.st_mtime
+                self.caught_up = True
+                return True
             with path.open("rb") as fh:
                 st = os.fstat(fh.fileno())
                 if st.st_ino != self._inode or st.st_size < self._offset:
@@ -202,21 +208,29 @@ class Transcript:
             end = len(chunk)  # one line longer than a read: skip past it
         self._offset += end
         self.caught_up = self._offset >= st.st_size
-        for line in chunk[:end].splitlines():
-            self._note_time(line)
+        lines = chunk[:end].splitlines()
+        # Records are appended in creation order: the last dated one is the newest.
+        for line in reversed(lines):
+            if self._note_time(line):
+                break
+        for line in lines:
             # Only records that name a channel message are parsed (tool results can be huge).
             if b"message_id=" in line and b"channel" in line:
                 self._take(line)
         return True
 
-    def _note_time(self, line: bytes) -> None:
+    def _note_time(self, line: bytes) -> bool:
+        """Take in the newest creation time in ``line``; False if it holds none."""
+        dated = False
         for raw in _TIMESTAMP.findall(line):
             try:
                 at = datetime.fromisoformat(raw.decode().replace("Z", "+00:00")).timestamp()
             except ValueError:
                 continue
+            dated = True
             if self.latest_at is None or at > self.latest_at:
                 self.latest_at = at
+        return dated
 
     def _take(self, line: bytes) -> None:
         try:

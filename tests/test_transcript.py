@@ -181,6 +181,21 @@ def test_the_newest_record_time_is_known_and_cannot_be_forged(tmp_path: Path) ->
     assert not transcript.recorded_since(1796122336.0)
 
 
+def test_the_newest_time_comes_from_the_last_dated_record_of_a_read(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    older = {"type": "user", "timestamp": "2026-12-01T10:00:00.000Z",
+             "message": {"role": "user", "content": "hi"}}  # fmt: skip
+    write(path, older, enqueued("m1"), {"type": "summary", "summary": "no time of its own"})
+    transcript = Transcript(path, "peers")
+    assert transcript.read()
+    assert transcript.received == {"m1"}
+    assert transcript.latest_at == pytest.approx(1796122335.215)  # enqueued(), not the summary
+    write(path, {"type": "summary", "summary": "still none"})
+    assert transcript.read()
+    assert transcript.latest_at == pytest.approx(1796122335.215)
+    assert transcript.read() and transcript.caught_up  # nothing new: nothing changes
+
+
 def test_ids_no_longer_waited_on_are_forgotten(tmp_path: Path) -> None:
     """A day of channel messages does not stay in memory: the reader keeps what it is told."""
     path = tmp_path / "t.jsonl"
