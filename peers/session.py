@@ -74,9 +74,12 @@ __all__ = [
 
 log = get_logger("peers.session")
 
-# How many message ids shown to the model are remembered (a redelivered copy of one
-# whose ack was lost is acknowledged again, never shown twice).
-_SHOWN_MEMORY = 10_000
+# Message ids shown to the model are remembered, so that none is shown twice: every one
+# whose ack has not gone through (a copy read again is acknowledged again instead), and
+# this many acknowledged ones (a read that began before an ack may still return it).
+_SHOWN_MEMORY = 1_000
+# At most this many in all (a store that refuses every ack for hours).
+_SHOWN_LIMIT = 10_000
 # The transcript reader may hold this many ids no push waits on before they are dropped.
 _TRANSCRIPT_SLACK = 256
 _ACK_BATCH = 500
@@ -226,6 +229,8 @@ class Session:
         # Shown to the model (acked, or its ack on its way): never shown again.
         self._shown: OrderedDict[str, None] = OrderedDict()
         self._acking: set[str] = set()
+        # Shown, and the store refused their ack: kept in _shown until acknowledged.
+        self._unacked: set[str] = set()
         self._ack_send, self._ack_recv = anyio.create_memory_object_stream[str](math.inf)
         self._push_saved: PushState | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -523,6 +528,11 @@ class Session:
                 self._acking.add(message_id)
                 self._ack_send.send_nowait(message_id)
         while len(self._shown) > _SHOWN_MEMORY:
+            oldest = next(iter(self._shown))
+            if len(self._shown) <= _SHOWN_LIMIT and (
+                oldest in self._acking or oldest in self._unacked
+            ):
+                break  # its ack has not gone through: kept, and the younger ones with it
             self._shown.popitem(last=False)
 
     def _ack_again(self, pending: list[Message], window: int, complete: bool = True) -> None:
@@ -533,8 +543,10 @@ class Session:
         self._mark_shown([m.id for m in pending if m.id in self._shown])
         if complete and len(pending) < window:
             # That was all the unread mail: a push no longer in it (expired, or moved
-            # to the session that took this name) waits for no proof any more.
+            # to the session that took this name) waits for no proof any more, and a
+            # refused ack no longer in it needs no second try.
             unread = {m.id for m in pending}
+            self._unacked &= unread
             for message_id in [i for i in self._pushed if i not in unread]:
                 del self._pushed[message_id]
 
@@ -556,7 +568,10 @@ class Session:
                 await self.service.ack(peer.id, ids)
         except PeersError as exc:
             # Still marked shown: acknowledged with the next fetch, never shown twice.
+            self._unacked.update(ids)
             log.warning("ack failed; will retry", error=str(exc), count=len(ids))
+        else:
+            self._unacked.difference_update(ids)
         finally:
             self._acking.difference_update(ids)
 

@@ -22,7 +22,7 @@ import pytest
 from peers import constants as c
 from peers import session as session_module
 from peers.config import load_settings
-from peers.errors import PeersError
+from peers.errors import BackendUnavailable, PeersError
 from peers.mcpclient import channel_text
 from peers.models import Message, Peer, PushState, ReceiveMode
 from peers.procinfo import process_start_time
@@ -398,6 +398,51 @@ async def test_acks_still_on_their_way_do_not_keep_newer_mail_from_a_full_read(
         gate.set()
 
     await running(rig, body)
+
+
+async def test_a_shown_message_whose_ack_failed_is_remembered_until_acknowledged(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only acknowledged ids are forgotten past _SHOWN_MEMORY: one whose ack the store
+    refused comes back with the next read and is acknowledged then, never shown again."""
+    monkeypatch.setattr(session_module, "_SHOWN_MEMORY", 5)
+    store = rig.service.transport
+    ack = store.ack
+    refusing = True
+
+    async def flaky(recipient_id: str, message_ids: Sequence[str]) -> int:
+        if refusing:
+            raise BackendUnavailable("the store is restarting")
+        return await ack(recipient_id, message_ids)
+
+    monkeypatch.setattr(store, "ack", flaky)
+
+    async def shown(count: int) -> list[str]:
+        """The mail of one written result (the poll path), its ack handed to the store."""
+        handout = await rig.session.take_mail(rig.session.call_started())
+        assert len(handout.messages) == count
+        rig.session.result_written(handout)
+        await rig.session._flush_acks()
+        return [m.id for m in handout.messages]
+
+    refused = [(await rig.send(f"refused {i}")).id for i in range(3)]
+    assert await shown(3) == refused
+    for i in range(4):  # well past _SHOWN_MEMORY, every ack refused
+        for j in range(5):
+            await rig.send(f"later {i}.{j}")
+        await shown(5)  # only the new ones: what was shown stays remembered
+    assert len(await rig.pending_ids()) == 23  # the store took none of those acks
+    refusing = False
+    # The next read finds them all: acknowledged now, and not in this result.
+    await rig.send("newest")
+    await shown(1)
+    await rig.session._flush_acks()
+    assert await rig.pending_ids() == []
+    for i in range(3):  # from here on they are forgotten like any other
+        await rig.send(f"last {i}")
+        await shown(1)
+    assert not set(refused) & rig.session._shown.keys()
+    assert len(rig.session._shown) == 5
 
 
 async def test_a_record_created_after_the_push_without_it_is_proof_of_a_drop(rig: Rig) -> None:
