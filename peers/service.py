@@ -11,11 +11,12 @@ import asyncio
 import hashlib
 import os
 import signal
+import struct
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import anyio
 
@@ -123,43 +124,19 @@ class SendResult:
         return f"sent {self.message.id} to {self.recipient.label}: {self.how}"
 
 
-# A repeat is recognised by a digest of its text, not the text: a thousand 32 KB
-# bodies would be 32 MB kept for nothing.
-_RepeatKey = tuple[str, str, bytes]
+# A repeat is recognised by a digest of who sent what to whom, not by the text: a
+# thousand 32 KB bodies would be 32 MB kept for nothing. Each send is kept as two small
+# objects, that digest and its time and message id packed in bytes (what a repeat answers
+# with is read back from the store): kept as objects of their own (a tuple, its floats,
+# the recipient's record) a burst's last thousand sends pinned allocator pages for good.
+_SENT_AT = struct.Struct("d")
 
 
-def _repeat_key(sender_id: str, recipient_id: str, text: str, reply: str | None) -> _RepeatKey:
-    digest = hashlib.blake2b(text.encode("utf-8", errors="surrogatepass"), digest_size=16)
-    digest.update(b"\0" + (reply or "").encode())
-    return (sender_id, recipient_id, digest.digest())
-
-
-class _Sent(NamedTuple):
-    """What a send's repeat answers with: its result without the message's body (the
-    repeat carries the same text), a tenth of the size of a kept SendResult. A tuple:
-    made for every send, and a frozen dataclass takes four times as long to make."""
-
-    at: float
-    message_id: str
-    recipient_id: str
-    sender_name: str | None
-    sent_at: float
-    recipient: Peer
-    delivery: Delivery
-
-    def result(self, namespace: str, sender: Sender, body: str, reply: str | None) -> SendResult:
-        message = Message(
-            id=self.message_id,
-            namespace=namespace,
-            sender_id=sender.id,
-            sender_name=self.sender_name,
-            sender_kind=sender.kind,
-            recipient_id=self.recipient_id,
-            body=body,
-            reply_to=reply,
-            sent_at=self.sent_at,
-        )
-        return SendResult(message, self.recipient, self.delivery, repeat=True)
+def _repeat_key(sender_id: str, recipient_id: str, text: str, reply: str | None) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{sender_id}\0{recipient_id}\0{reply or ''}\0".encode())
+    digest.update(text.encode("utf-8", errors="surrogatepass"))
+    return digest.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +211,7 @@ class PeersService:
         self.claims = Claims(self)
         self._rate = _RateLimiter(settings.rate_limit)
         # Recent sends by what they sent, to answer a retry with the first result.
-        self._recent: OrderedDict[_RepeatKey, _Sent] = OrderedDict()
+        self._recent: dict[bytes, bytes] = {}
         self._recipients: dict[str, tuple[float, Peer]] = {}
 
     # -- validation ----------------------------------------------------------
@@ -559,8 +536,8 @@ class PeersService:
         reply = await self._check_reply_to(sender, reply_to)
         key = _repeat_key(sender.id, recipient.id, text, reply)
         earlier = self._repeat_of(key)
-        if earlier is not None:
-            return earlier.result(self.transport.namespace, sender, text, reply)
+        if earlier is not None and (repeat := await self._repeat(earlier)) is not None:
+            return repeat
         self._rate.check(sender.id)
         message = self._message(sender, recipient, text, reply, False)
         # Once the write starts it finishes: a cancelled call (the agent gave up
@@ -578,22 +555,32 @@ class PeersService:
             self._remember(key, result)
         return result
 
-    def _repeat_of(self, key: _RepeatKey) -> _Sent | None:
+    def _repeat_of(self, key: bytes) -> str | None:
+        """The id of the message a send of ``key`` made within SEND_REPEAT_WINDOW, if any."""
         now = time.monotonic()
         while self._recent:
-            oldest_key, oldest = next(iter(self._recent.items()))
-            if now - oldest.at <= c.SEND_REPEAT_WINDOW and len(self._recent) <= _REPEATS_KEPT:
+            oldest_key = next(iter(self._recent))
+            (at,) = _SENT_AT.unpack_from(self._recent[oldest_key])
+            if now - at <= c.SEND_REPEAT_WINDOW and len(self._recent) <= _REPEATS_KEPT:
                 break
             del self._recent[oldest_key]
-        return self._recent.get(key)
+        kept = self._recent.get(key)
+        return kept[_SENT_AT.size :].decode() if kept is not None else None
 
-    def _remember(self, key: _RepeatKey, result: SendResult) -> None:
-        m = result.message
-        self._recent[key] = _Sent(
-            time.monotonic(), m.id, m.recipient_id, m.sender_name, m.sent_at,
-            result.recipient, result.delivery,
-        )  # fmt: skip
-        self._recent.move_to_end(key)
+    async def _repeat(self, message_id: str) -> SendResult | None:
+        """The result a repeat answers with: the first send's, as stored (None if gone)."""
+        stored = await self.transport.get_message(message_id)
+        if stored is None:
+            return None
+        try:
+            recipient = await self.whois(stored.recipient_id)
+        except PeerNotFound:
+            return None  # sent again, and refused the way a new send is
+        return SendResult(stored, recipient, self._delivery(recipient), repeat=True)
+
+    def _remember(self, key: bytes, result: SendResult) -> None:
+        self._recent.pop(key, None)  # a newer send of it goes last
+        self._recent[key] = _SENT_AT.pack(time.monotonic()) + result.message.id.encode()
 
     async def broadcast(
         self, sender: Sender, body: object, scope: object = Scope.MACHINE

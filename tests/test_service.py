@@ -166,13 +166,38 @@ async def test_an_identical_send_moments_later_is_a_repeat_not_a_second_copy(
     again = await service.send(a, "b", "the build is red")
     assert again.repeat and not first.repeat
     assert again.message.id == first.message.id
+    assert again.message.sent_at == first.message.sent_at
+    assert again.message.body == "the build is red" and again.recipient.id == b.id
+    assert again.delivery == first.delivery
     assert "not sent again" in again.summary
+    # The same text as a reply, or to another peer, is another message.
+    c = await new("c")
+    assert not (await service.send(a, c.id, "the build is red")).repeat
+    reply = await service.send(a, b.id, "the build is red", reply_to=first.message.id)
+    assert not reply.repeat
+    assert (await service.send(a, b.id, "the build is red", reply_to=first.message.id)).repeat
+    await service.ack(b.id, [reply.message.id])  # delivered since: still a repeat
+    assert (await service.send(a, b.id, "the build is red", reply_to=first.message.id)).repeat
     different = await service.send(a, b.id, "the build is green")
     assert not different.repeat
     assert [m.body for m in await service.pending(b.id)] == [
         "the build is red",
         "the build is green",
     ]
+
+
+async def test_only_the_latest_sends_are_kept_for_repeats(
+    service: PeersService, new: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peers import service as service_module
+
+    monkeypatch.setattr(service_module, "_REPEATS_KEPT", 3)
+    a, b = Sender.of(await new("a")), await new("b")
+    for i in range(5):
+        await service.send(a, b.id, f"n{i}")
+    assert not (await service.send(a, b.id, "n0")).repeat  # forgotten: sent again
+    assert (await service.send(a, b.id, "n4")).repeat
+    assert len([m for m in await service.pending(b.id) if m.body == "n0"]) == 2
 
 
 async def test_a_cancelled_send_lands_once_and_its_retry_is_a_repeat(
