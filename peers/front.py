@@ -46,6 +46,7 @@ __all__ = [
     "HANDSHAKE_PROTOCOL_VERSIONS",
     "Handover",
     "answer",
+    "defer_model_builds",
     "handshake",
     "initialize_result",
     "load_sdk",
@@ -301,8 +302,32 @@ def _http_deferred() -> Iterator[None]:
                 del sys.modules[name]
 
 
+def defer_model_builds() -> bool:
+    """Have pydantic build each model's validator on first use, not as its class is made.
+
+    ``mcp_types`` defines every model of two protocol eras and a session uses a few
+    dozen: the rest cost each session about 1.2 MB. pydantic's own ``defer_build``
+    setting, made the default for models that do not set it (its defaults table is
+    private, hence the checks). Only where pydantic rebuilds a deferred model under a
+    lock (2.14 does): the SQLite worker thread builds messages too. False where not.
+    """
+    try:
+        import pydantic.main
+        from pydantic._internal import _config
+    except ImportError:
+        return False
+    defaults: Any = getattr(_config, "config_defaults", None)
+    if not hasattr(pydantic.main, "_rebuild_lock") or not isinstance(defaults, dict):
+        return False
+    if defaults.get("defer_build") is not False:
+        return False  # not the table this was written for
+    defaults["defer_build"] = True
+    return True
+
+
 def load_sdk() -> ModuleType:
     """Import :mod:`peers.serve` with the SDK's server half only (the whole SDK if that fails)."""
+    defer_model_builds()
     # Optional imports of libraries on this path that nothing here needs: structlog
     # takes rich, when installed, for pretty tracebacks; sse_starlette (the SDK's HTTP
     # transports) takes uvicorn, to patch its shutdown. Blocked, each is 2-3 MB less.
