@@ -251,3 +251,30 @@ def test_redact_url(url: str, expected: str) -> None:
 
 def test_redacted_url_never_contains_password() -> None:
     assert "hunter2" not in redact_url("redis://admin:hunter2@10.0.0.1:6379/0")
+
+
+_PARSE_MANY = """
+import gc, tracemalloc
+from peers.models import Message
+tracemalloc.start()
+gc.collect()
+before = tracemalloc.get_traced_memory()[0]
+for i in range(20_000):
+    Message.model_validate_json(
+        b'{"id":"m%020d","namespace":"n","sender_id":"s%d","recipient_id":"r",'
+        b'"body":"b%d","sent_at":1.0}' % (i, i, i)
+    )
+gc.collect()
+print(tracemalloc.get_traced_memory()[0] - before)
+"""
+
+
+def test_records_read_from_json_keep_none_of_their_strings() -> None:
+    """pydantic's JSON parser caches short strings process-wide (16,384 of them): the
+    unique ids and bodies of messages read from Redis would stay in memory after a burst.
+    (A fresh interpreter: the cache is shared by everything this one parsed.)"""
+    out = subprocess.run(
+        [sys.executable, "-c", _PARSE_MANY], capture_output=True, text=True, check=True, timeout=60
+    )
+    kept = int(out.stdout)
+    assert kept < 100_000, f"{kept} bytes kept after reading 20,000 messages"
