@@ -306,10 +306,11 @@ def defer_model_builds() -> bool:
     """Have pydantic build each model's validator on first use, not as its class is made.
 
     ``mcp_types`` defines every model of two protocol eras and a session uses a few
-    dozen: the rest cost each session about 1.2 MB. pydantic's own ``defer_build``
-    setting, made the default for models that do not set it (its defaults table is
-    private, hence the checks). Only where pydantic rebuilds a deferred model under a
-    lock (2.14 does): the SQLite worker thread builds messages too. False where not.
+    dozen: building the rest cost each session memory for nothing (serve_bench's RSS
+    idle). This is pydantic's own ``defer_build`` setting, made the default for models
+    that do not set it (its defaults table is private, hence the checks). Only where
+    pydantic rebuilds a deferred model under a lock (2.14 does): the SQLite worker
+    thread builds messages too. False where not.
     """
     try:
         import pydantic.main

@@ -480,7 +480,7 @@ _DEFERRED = (
 
 @pytest.mark.slow
 def test_serve_builds_each_model_on_first_use_even_from_threads_at_once() -> None:
-    # mcp_types' 158 models are built when a session first uses one (about 1.2 MB less);
+    # mcp_types' models are built when a session first uses one, not as the SDK loads;
     # the SQLite worker thread builds messages too, so first uses may race.
     assert python(_DEFERRED).splitlines() == ["False False", "8 [] True", "refused"]
 
