@@ -8,8 +8,8 @@ the SDK's line framing (one JSON-RPC message a line, parsed and dumped by
 ``mcp_types`` as its ``stdio_server`` does) and one difference: the messages
 that are ready together go out in one write, so that a busy session pays one
 system call (and one hand-over of the GIL) for many answers, not one each; and
-the two memory streams hold a few messages, so that a line read or a message
-written does not wait for the other task's turn.
+a few lines are read ahead of the SDK, so that each line read does not wait for
+the other task's turn.
 The SDK's session runtime (dispatcher, runner, server) is fed through the two
 memory streams it takes from any transport. Anything else keeps the SDK's own
 ``stdio_server`` and its threads: a file or a terminal
@@ -130,13 +130,12 @@ class LineWriter:
 
 # Messages that are ready together go out in one write, at most this many.
 WRITE_BATCH = 256
-# Messages each memory stream holds between its two tasks. Unbuffered, every message
-# made its sender wait for the receiving task's turn: a switch between tasks per line
-# read and per message written, a fifth of a busy session's CPU. The reader's own
-# limit is the admission's (requests read ahead); the SDK's writes wait once the
-# writer is this far behind.
+# Lines read ahead of the SDK's dispatcher. Unbuffered, every line made the reader wait
+# for the dispatcher's turn, a switch between tasks per line (the reader's own limit is
+# the admission's: requests read ahead). The write side stays unbuffered: a push
+# counts as written once the writer has taken it, and its time and epoch, which the
+# transcript's drop proof compares, must be those of its write, not of a queue.
 READ_BUFFER = 16
-WRITE_BUFFER = 64
 
 
 async def _read_messages(
@@ -226,13 +225,8 @@ class Wire:
         # A message taken just now is written in the writer task's next turn.
         for _ in range(2):
             await anyio.lowlevel.checkpoint()
-        while True:
-            if self._idle is not None and not self._idle.is_set():
-                await self._idle.wait()  # a batch being written
-            elif self._taken.statistics().current_buffer_used:
-                await anyio.lowlevel.checkpoint()  # messages waiting for the next batch
-            else:
-                break
+        if self._idle is not None:
+            await self._idle.wait()
         await self.writer.drained()
 
 
@@ -278,7 +272,7 @@ async def event_loop_stdio(prefix: bytes = b"") -> AsyncIterator[Wire | None]:
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](
             READ_BUFFER
         )
-        write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](WRITE_BUFFER)
+        write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
         writer = LineWriter(write_transport, write_protocol)
         streams = Wire(read_recv, write_send, writer, write_recv, read_send)
         async with anyio.create_task_group() as tg:
