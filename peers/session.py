@@ -732,9 +732,15 @@ class Session:
                 await self._set_push(PushState.OFF)
 
     def _window(self, cap: int | None = c.MAX_FETCH_WINDOW) -> int:
-        """How many pending messages to fetch: past those pushed, reserved or being
-        acknowledged, to new ones (at most ``cap``, if one is given)."""
-        wanted = c.FETCH_LIMIT + len(self._pushed) + len(self._reserved) + len(self._acking)
+        """How many pending messages to fetch: past those pushed, reserved, being
+        acknowledged or whose ack was refused, to new ones (at most ``cap``, if given)."""
+        wanted = (
+            c.FETCH_LIMIT
+            + len(self._pushed)
+            + len(self._reserved)
+            + len(self._acking)
+            + len(self._unacked)
+        )
         return wanted if cap is None else min(wanted, cap)
 
     async def take_mail(
@@ -861,6 +867,10 @@ class Session:
             # A message held for the wait and not taken by it goes by push after all.
             self.bell.ring()
 
+    def _taken(self, message_id: str) -> bool:
+        """Shown, reserved for a result, or pushed already: not the push loop's to push."""
+        return message_id in self._shown or message_id in self._reserved or message_id in self._pushed
+
     def _held_for_a_wait(self, message: Message) -> bool:
         return any(match(message) for match in self._waits.values())
 
@@ -896,15 +906,14 @@ class Session:
                         skip = self._pushed.keys() | self._reserved | self._acking
                         messages = await self.service.pending(peer.id, window, skip)
                         self._ack_again(messages, window, complete=False)
+                    read = len(messages)
+                    # Sorted out before the first await: a message shown meanwhile may be
+                    # acknowledged and forgotten by _shown before the loop reaches it.
+                    messages = [m for m in messages if not self._taken(m.id)]
                     for message in messages:
                         if self._stopping or self._push_off():
                             return
-                        if (
-                            message.id in self._shown
-                            or message.id in self._reserved
-                            or message.id in self._pushed
-                            or self._held_for_a_wait(message)
-                        ):
+                        if self._taken(message.id) or self._held_for_a_wait(message):
                             continue
                         sender = await self.sender_of(message)
                         self._pushing.add(message.id)
@@ -916,7 +925,7 @@ class Session:
                         self._pushed[message.id] = _Pushed(time.time(), self.results_written, message)
                         self._new_push.set()
                         pushed_now += 1
-                if len(messages) >= window and pushed_now:
+                if read >= window and pushed_now:
                     continue
                 await self.bell.wait(mark, self.settings.safety_recheck)
             except PeersError as exc:

@@ -445,6 +445,30 @@ async def test_a_shown_message_whose_ack_failed_is_remembered_until_acknowledged
     assert len(rig.session._shown) == 5
 
 
+async def test_a_message_shown_while_the_push_loop_works_is_not_pushed_after_all(
+    rig: Rig,
+) -> None:
+    """Regression (a reviewer's find): the loop checked each message as it reached it, so
+    one shown, acknowledged and forgotten by _shown meanwhile (a burst of proofs) was
+    pushed again."""
+    early = await rig.send("older, pushed first")
+    shown = await rig.send("newer, shown with a result")
+    rig.session._mark_shown([shown.id])  # its ack queued, not committed
+    pushed: list[str] = []
+
+    async def deliver(message: Message, sender: Peer | None) -> None:
+        pushed.append(message.id)
+        if message.id == early.id:
+            # While this push is written, the ack goes through and the transcript proves
+            # more pushes shown than _shown remembers.
+            await rig.session._flush_acks()
+            rig.session._mark_shown([f"burst{i}" for i in range(session_module._SHOWN_MEMORY + 1)])
+
+    with anyio.move_on_after(1.0):
+        await rig.session.push_loop(deliver)
+    assert pushed == [early.id]
+
+
 async def test_a_record_created_after_the_push_without_it_is_proof_of_a_drop(rig: Rig) -> None:
     """Claude Code records a channel message as it receives it: a later record without it
     (a prompt the user typed a moment after the push) proves the drop, without waiting
