@@ -157,6 +157,8 @@ REDIS_CLAIM_RETRIES: Final = 50
 GUARD_WARNED_MEMORY: Final = 1_000
 
 SERVER_NAME: Final = "peers"
+# Claude Code's channel notification: what a push is written as (CLIENTS.md).
+CHANNEL_METHOD: Final = "notifications/claude/channel"
 # `peers serve` reads ahead at most this many of a client's requests (peers/admission.py),
 # a request waits at most this long for room, and one open this long (far past any
 # tool's deadline) takes none.

@@ -36,11 +36,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.shared.message import SessionMessage
 
+from peers.constants import CHANNEL_METHOD
 from peers.transcript import transcript_path
 
 __all__ = ["Channel", "PeerClient", "channel_text", "serve_command"]
-
-CHANNEL_METHOD = "notifications/claude/channel"
 
 
 def serve_command() -> tuple[str, list[str]]:

@@ -25,6 +25,7 @@ from mcp.server.context import ServerRequestContext
 from peers.claiming import claim_json, claims_text
 from peers.clients import loads_channel
 from peers.config import PushMode, Settings
+from peers.constants import CHANNEL_METHOD
 from peers.errors import BackendError, PeerNotFound, PeersError
 from peers.log import get_logger
 from peers.mailview import error_block, error_text, mail_block, mail_text
@@ -44,8 +45,6 @@ __all__ = [
 ]
 
 log = get_logger("peers.server")
-
-CHANNEL_METHOD = "notifications/claude/channel"
 
 _CANCELLED_MEMORY = 1_000
 _LIVE_NAMES_SHOWN = 20

@@ -28,12 +28,13 @@ import mcp_types as types
 from mcp.shared.dispatcher import as_request_id
 from mcp.shared.message import SessionMessage
 
-__all__ = ["CancelTap", "StreamWrapper", "TrackedWriter", "response_id"]
+from peers.constants import CHANNEL_METHOD
 
-CHANNEL_METHOD = "notifications/claude/channel"
+__all__ = ["CancelTap", "StreamWrapper", "TrackedWriter", "response_id"]
 
 RequestId = str | int
 Report = Callable[[RequestId], None]
+
 
 def response_id(message: types.JSONRPCMessage) -> RequestId | None:
     """The id of a JSON-RPC response (or error), else None."""
