@@ -33,6 +33,7 @@ from mcp.shared.dispatcher import as_request_id, coerce_request_id
 
 from peers import constants as c
 from peers.log import get_logger
+from peers.wiretap import cancelled_id
 
 __all__ = ["LIMIT", "PATIENCE", "STALE", "Admission"]
 
@@ -80,10 +81,9 @@ class Admission:
     async def admit(self, message: types.JSONRPCMessage) -> None:
         """Note a message read from the client, first waiting for room if it is a counted request."""
         if isinstance(message, types.JSONRPCNotification):
-            if message.method == "notifications/cancelled":
-                rid = _key((message.params or {}).get("requestId"))
-                if rid is not None:
-                    self.done(rid)
+            cancelled = cancelled_id(message)
+            if cancelled is not None:
+                self.done(cancelled)
             return
         if not isinstance(message, types.JSONRPCRequest) or _uncounted(message):
             return

@@ -30,10 +30,17 @@ from mcp.shared.message import SessionMessage
 
 from peers.constants import CHANNEL_METHOD
 
-__all__ = ["CancelTap", "StreamWrapper", "TrackedWriter", "response_id"]
+__all__ = ["CancelTap", "StreamWrapper", "TrackedWriter", "cancelled_id", "response_id"]
 
 RequestId = str | int
 Report = Callable[[RequestId], None]
+
+
+def cancelled_id(message: types.JSONRPCMessage) -> RequestId | None:
+    """The id of the request a ``notifications/cancelled`` cancels, else None."""
+    if isinstance(message, types.JSONRPCNotification) and message.method == "notifications/cancelled":
+        return as_request_id((message.params or {}).get("requestId"))
+    return None
 
 
 def response_id(message: types.JSONRPCMessage) -> RequestId | None:
@@ -137,11 +144,9 @@ class CancelTap(StreamWrapper):
     def _note(self, item: object) -> None:
         if not isinstance(item, SessionMessage):
             return
-        msg = item.message
-        if isinstance(msg, types.JSONRPCNotification) and msg.method == "notifications/cancelled":
-            rid = as_request_id((msg.params or {}).get("requestId"))
-            if rid is not None:
-                self._handled = rid
+        rid = cancelled_id(item.message)
+        if rid is not None:
+            self._handled = rid
 
     @property
     def last_context(self) -> Any:
