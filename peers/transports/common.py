@@ -82,7 +82,7 @@ def check_fetch_limit(limit: int) -> None:
 
 
 def unique_ids(message_ids: Sequence[str]) -> list[str]:
-    """Ack ids without repeats, in the order given (a repeated id counts once)."""
+    """Message ids without repeats, in the order given (a repeated id counts once)."""
     return list(dict.fromkeys(message_ids))
 
 
