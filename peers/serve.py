@@ -45,7 +45,7 @@ from peers.models import Message, Peer, PushState
 from peers.server import CHANNEL_METHOD, PeersServer, channel_meta, initial_push
 from peers.service import PeersService
 from peers.session import PushCallback, Session
-from peers.stdio import event_loop_stdio
+from peers.stdio import Wire, event_loop_stdio
 from peers.tools import INSTRUCTIONS
 from peers.transports import check_scheme, create_transport
 from peers.trim import Trimmer
@@ -206,7 +206,7 @@ async def run_server(
     if config_error is not None:
         handlers.startup_error = f"peers cannot start: {config_error}"
 
-    def pusher(conn: Connection, writer: TrackedWriter) -> PushCallback:
+    def pusher(conn: Connection, writer: TrackedWriter, wire: Wire | None) -> PushCallback:
         # Bound once: the module's lazy proxy builds a logger on every call, per push here.
         pushes = log.bind()
 
@@ -215,13 +215,18 @@ async def run_server(
             await conn.notify(
                 CHANNEL_METHOD, {"content": message.body, "meta": channel_meta(message, sender)}
             )
-            if writer.channel_sent == before:
+            # Made once the pipe took it, not once queued: the push's time and epoch,
+            # which the transcript's drop proof compares, are those of its write.
+            sent = writer.channel_sent
+            if sent == before or (wire is not None and not await wire.pushed(sent)):
                 raise DeliveryFailed(f"could not write message {message.id}; it stays pending")
             pushes.debug("pushed", message_id=message.id)
 
         return deliver
 
-    async def start(conn: Connection, writer: TrackedWriter, tg: anyio.abc.TaskGroup) -> None:
+    async def start(
+        conn: Connection, writer: TrackedWriter, wire: Wire | None, tg: anyio.abc.TaskGroup
+    ) -> None:
         # The client's name and capabilities arrive with initialize.
         await conn.initialized.wait()
         params = conn.client_params
@@ -243,7 +248,7 @@ async def run_server(
         handlers.attach(session)
         session.listen_for_hooks(tg)
         await session.build_context(kind, push)
-        session.start(tg, pusher(conn, writer) if push is not PushState.OFF else None)
+        session.start(tg, pusher(conn, writer, wire) if push is not PushState.OFF else None)
         tg.start_soon(trimmer.run, session.registered)
 
     stopping = False
@@ -336,7 +341,7 @@ async def run_server(
 
                 tg.start_soon(exit_when, _watch_signals())
                 tg.start_soon(exit_when, _watch_parent(initial_ppid))
-                tg.start_soon(start, conn, writer, tg)
+                tg.start_soon(start, conn, writer, wire, tg)
                 async with server.lifespan(server) as lifespan_state:
                     await serve_connection(
                         server,

@@ -8,8 +8,10 @@ the SDK's line framing (one JSON-RPC message a line, parsed and dumped by
 ``mcp_types`` as its ``stdio_server`` does) and one difference: the messages
 that are ready together go out in one write, so that a busy session pays one
 system call (and one hand-over of the GIL) for many answers, not one each; and
-a few lines are read ahead of the SDK, so that each line read does not wait for
-the other task's turn.
+the two memory streams hold a few messages, so that a line read or a message
+written does not wait for the other task's turn. A message in the write buffer
+is not written yet: a response counts as written, and a channel push as made,
+only once the pipe took it (``on_written``, :meth:`Wire.pushed`).
 The SDK's session runtime (dispatcher, runner, server) is fed through the two
 memory streams it takes from any transport. Anything else keeps the SDK's own
 ``stdio_server`` and its threads: a file or a terminal
@@ -49,6 +51,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 
 from peers.admission import Admission
+from peers.constants import CHANNEL_METHOD
 from peers.front import two_pipes
 from peers.log import get_logger
 from peers.wiretap import RequestId, response_id
@@ -130,12 +133,17 @@ class LineWriter:
 
 # Messages that are ready together go out in one write, at most this many.
 WRITE_BATCH = 256
-# Lines read ahead of the SDK's dispatcher. Unbuffered, every line made the reader wait
-# for the dispatcher's turn, a switch between tasks per line (the reader's own limit is
-# the admission's: requests read ahead). The write side stays unbuffered: a push
-# counts as written once the writer has taken it, and its time and epoch, which the
-# transcript's drop proof compares, must be those of its write, not of a queue.
+# Messages each memory stream holds between its two tasks. Unbuffered, every message
+# made its sender wait for the receiving task's turn: a switch between tasks per line
+# read and per message written. The reader's own limit is the admission's (requests
+# read ahead); the SDK's writes wait once the writer is this far behind.
 READ_BUFFER = 16
+WRITE_BUFFER = 64
+
+
+def _is_push(message: SessionMessage) -> bool:
+    msg = message.message
+    return isinstance(msg, types.JSONRPCNotification) and msg.method == CHANNEL_METHOD
 
 
 async def _read_messages(
@@ -174,59 +182,86 @@ class Wire:
     _ended: MemoryObjectSendStream[SessionMessage | Exception]
     # The client's requests open now (answered ones leave it as their write completes).
     admission: Admission = field(default_factory=Admission)
-    _idle: anyio.Event | None = None
     # Called after each write (peers.trim notes the traffic).
     on_write: Callable[[], None] | None = None
     # Called with each response's id once the pipe took it (peers.wiretap: the mail it
     # carries is the client's from then on).
     on_written: Callable[[RequestId], None] | None = None
 
+    # Channel pushes the pipe took, in the order they were handed to the writer.
+    pushes_written: int = 0
+    # Set after each batch (and when the writer ends); a new one for the next.
+    _progress: anyio.Event = field(default_factory=anyio.Event)
+    _busy: bool = False
+    _gone: bool = False  # the writer ended: nothing handed to it from now on is written
+
+    def _next_batch(self) -> None:
+        self._progress.set()
+        self._progress = anyio.Event()
+
     async def run_writer(self) -> None:
         """Write what the SDK sends, every message ready at the time in one write."""
-        async with self._taken:
-            while True:
-                try:
-                    batch = [await self._taken.receive()]
-                except anyio.EndOfStream:
-                    return
-                self._idle = anyio.Event()
-                try:
-                    # One turn of the loop first: responses finishing in it go in this write.
-                    await anyio.lowlevel.checkpoint()
-                    while len(batch) < WRITE_BATCH:
-                        try:
-                            batch.append(self._taken.receive_nowait())
-                        except (anyio.WouldBlock, anyio.EndOfStream):
-                            break
-                    text = "".join(
-                        m.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
-                        for m in batch
-                    )
-                    await self.writer.write(text)
-                    await self.writer.flush()
-                    for message in batch:
-                        rid = response_id(message.message)
-                        if rid is not None:
-                            self.admission.done(rid)
-                            if self.on_written is not None:
-                                self.on_written(rid)
-                    if self.on_write is not None:
-                        self.on_write()
-                except OSError as exc:
-                    # The client closed our stdout: end the session as at stdin EOF.
-                    log.info("stdout closed; shutting down", error=str(exc))
-                    self._ended.close()
-                    return
-                finally:
-                    self._idle.set()
+        try:
+            async with self._taken:
+                while True:
+                    try:
+                        batch = [await self._taken.receive()]
+                    except anyio.EndOfStream:
+                        return
+                    self._busy = True
+                    try:
+                        # One turn of the loop first: responses finishing in it go in this write.
+                        await anyio.lowlevel.checkpoint()
+                        while len(batch) < WRITE_BATCH:
+                            try:
+                                batch.append(self._taken.receive_nowait())
+                            except (anyio.WouldBlock, anyio.EndOfStream):
+                                break
+                        text = "".join(
+                            m.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+                            for m in batch
+                        )
+                        await self.writer.write(text)
+                        await self.writer.flush()
+                        for message in batch:
+                            rid = response_id(message.message)
+                            if rid is not None:
+                                self.admission.done(rid)
+                                if self.on_written is not None:
+                                    self.on_written(rid)
+                            elif _is_push(message):
+                                self.pushes_written += 1
+                        if self.on_write is not None:
+                            self.on_write()
+                    except OSError as exc:
+                        # The client closed our stdout: end the session as at stdin EOF.
+                        log.info("stdout closed; shutting down", error=str(exc))
+                        self._ended.close()
+                        return
+                    finally:
+                        self._busy = False
+                        self._next_batch()
+        finally:
+            self._gone = True
+            self._next_batch()
+
+    async def pushed(self, count: int) -> bool:
+        """Wait until the pipe took the first ``count`` channel pushes handed to the writer;
+        False if the writer ended first (those left are never written)."""
+        while self.pushes_written < count:
+            if self._gone:
+                return False
+            await self._progress.wait()
+        return True
 
     async def drained(self) -> None:
-        """Return once every message handed to the writer so far is in the pipe."""
-        # A message taken just now is written in the writer task's next turn.
+        """Return once every message handed to the writer so far is in the pipe (or the
+        writer ended)."""
+        # A message sent just now is taken in the writer task's next turn.
         for _ in range(2):
             await anyio.lowlevel.checkpoint()
-        if self._idle is not None:
-            await self._idle.wait()
+        while not self._gone and (self._busy or self._taken.statistics().current_buffer_used):
+            await self._progress.wait()
         await self.writer.drained()
 
 
@@ -272,7 +307,7 @@ async def event_loop_stdio(prefix: bytes = b"") -> AsyncIterator[Wire | None]:
         read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](
             READ_BUFFER
         )
-        write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
+        write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](WRITE_BUFFER)
         writer = LineWriter(write_transport, write_protocol)
         streams = Wire(read_recv, write_send, writer, write_recv, read_send)
         async with anyio.create_task_group() as tg:

@@ -198,14 +198,14 @@ async def _pipe_wire() -> tuple[Any, Any, int]:
     """A Wire whose stdout is a real pipe (the read end returned), and its writer running."""
     import mcp_types as types  # noqa: F401 - the SDK types the wire carries
 
-    from peers.stdio import READ_BUFFER, LineWriter, Wire, _WriteProtocol
+    from peers.stdio import READ_BUFFER, WRITE_BUFFER, LineWriter, Wire, _WriteProtocol
 
     read_fd, write_fd = os.pipe()
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.connect_write_pipe(_WriteProtocol, os.fdopen(write_fd, "wb", 0))
     transport.set_write_buffer_limits(high=0)
     read_send, read_recv = anyio.create_memory_object_stream[Any](READ_BUFFER)
-    write_send, write_recv = anyio.create_memory_object_stream[Any](0)
+    write_send, write_recv = anyio.create_memory_object_stream[Any](WRITE_BUFFER)
     wire = Wire(read_recv, write_send, LineWriter(transport, protocol), write_recv, read_send)
     return wire, transport, read_fd
 
@@ -244,6 +244,104 @@ async def test_messages_sent_together_are_written_whole_and_once() -> None:
     assert sorted(m["id"] for m in got) == list(range(200))
     assert all(m["result"]["n"] == "x" * m["id"] for m in got)
     assert writes < 200  # the ones ready together went out together
+
+
+def _slowed(wire: Any, pause: anyio.Event | None = None, delay: float = 0.0) -> None:
+    """A client slow to read: each batch's write waits for ``pause`` (or ``delay``) first."""
+    inner = wire.writer.write
+
+    async def slow(text: str) -> None:
+        if pause is not None:
+            await pause.wait()
+        await anyio.sleep(delay)
+        await inner(text)
+
+    wire.writer.write = slow
+
+
+def _push(n: int) -> Any:
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+
+    from peers.constants import CHANNEL_METHOD
+
+    return SessionMessage(
+        types.JSONRPCNotification(jsonrpc="2.0", method=CHANNEL_METHOD, params={"n": n})
+    )
+
+
+async def test_drained_waits_for_messages_still_in_the_buffer() -> None:
+    """A send returns once its message is in the writer's buffer: drained() (before exit)
+    waits for those too, not only for the batch being written."""
+    wire, transport, read_fd = await _pipe_wire()
+    _slowed(wire, delay=0.05)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wire.run_writer)
+        for i in range(50):
+            await wire.write.send(_push(i))
+        await wire.drained()
+        os.set_blocking(read_fd, False)
+        lines = os.read(read_fd, 1 << 20).splitlines()
+        assert [json.loads(line)["params"]["n"] for line in lines] == list(range(50))
+        tg.cancel_scope.cancel()
+    transport.close()
+    os.close(read_fd)
+
+
+async def test_a_push_counts_as_made_once_the_pipe_took_it_not_once_queued() -> None:
+    """The send returns at once (the buffer took it); pushed() returns only after the
+    write: what the push's time and epoch are taken from."""
+    wire, transport, read_fd = await _pipe_wire()
+    pause = anyio.Event()
+    _slowed(wire, pause)
+    os.set_blocking(read_fd, False)
+    done: list[bool] = []
+    confirmed = anyio.Event()
+
+    async def confirm() -> None:
+        done.append(await wire.pushed(2))
+        confirmed.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wire.run_writer)
+        with anyio.fail_after(5):
+            await wire.write.send(_push(0))
+            await wire.write.send(_push(1))
+        tg.start_soon(confirm)
+        for _ in range(20):
+            await anyio.lowlevel.checkpoint()  # the writer took the batch and waits on the client
+        assert done == [] and wire.pushes_written == 0  # queued, or held by the slow client
+        with pytest.raises(BlockingIOError):
+            os.read(read_fd, 1 << 16)  # nothing in the pipe yet
+        pause.set()
+        with anyio.fail_after(5):
+            await confirmed.wait()
+        assert done == [True]
+        lines = os.read(read_fd, 1 << 16).splitlines()
+        assert [json.loads(line)["params"]["n"] for line in lines] == [0, 1]
+        tg.cancel_scope.cancel()
+    transport.close()
+    os.close(read_fd)
+
+
+async def test_pushes_queued_when_stdout_closes_are_never_made() -> None:
+    """The writer dies with pushes in its buffer: pushed() says they were not written (the
+    messages stay pending) and drained() returns instead of waiting on a writer gone."""
+    wire, transport, read_fd = await _pipe_wire()
+    pause = anyio.Event()
+    _slowed(wire, pause)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wire.run_writer)
+        for i in range(10):
+            await wire.write.send(_push(i))
+        os.close(read_fd)  # the client went away
+        pause.set()
+        with anyio.fail_after(5):
+            assert await wire.pushed(10) is False
+            await wire.drained()
+        assert wire.pushes_written == 0
+        tg.cancel_scope.cancel()
+    transport.close()
 
 
 async def test_a_closed_stdout_ends_the_session_like_eof() -> None:
