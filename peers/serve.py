@@ -49,7 +49,14 @@ from peers.stdio import Wire, event_loop_stdio
 from peers.tools import INSTRUCTIONS
 from peers.transports import check_scheme, create_transport
 from peers.trim import Trimmer
-from peers.wiretap import CancelTap, RequestId, StreamWrapper, TrackedWriter, response_id
+from peers.wiretap import (
+    CancelTap,
+    RequestId,
+    StreamWrapper,
+    TrackedWriter,
+    response_id,
+    send_eagerly,
+)
 
 __all__ = [
     "EXIT_DEADLINE",
@@ -154,7 +161,7 @@ class _FrontAnswered(StreamWrapper):
 
     async def send(self, item: SessionMessage, /) -> None:
         if not self._is_duplicate(item.message):
-            await self.inner.send(item)
+            await send_eagerly(self.inner, item)
             return
         rid = response_id(item.message)
         if rid is not None and self._dropped is not None:

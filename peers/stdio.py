@@ -54,7 +54,7 @@ from peers.admission import Admission
 from peers.constants import CHANNEL_METHOD
 from peers.front import two_pipes
 from peers.log import get_logger
-from peers.wiretap import RequestId, response_id
+from peers.wiretap import RequestId, receive_eagerly, response_id, send_eagerly
 
 __all__ = ["LineReader", "LineWriter", "Wire", "event_loop_stdio"]
 
@@ -166,7 +166,7 @@ async def _read_messages(
                 await admission.admit(message)
                 item = SessionMessage(message)
             try:
-                await messages.send(item)
+                await send_eagerly(messages, item)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return  # the session is over
 
@@ -205,7 +205,7 @@ class Wire:
             async with self._taken:
                 while True:
                     try:
-                        batch = [await self._taken.receive()]
+                        batch = [await receive_eagerly(self._taken)]
                     except anyio.EndOfStream:
                         return
                     self._busy = True

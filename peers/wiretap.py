@@ -24,16 +24,53 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+import anyio
 import mcp_types as types
 from mcp.shared.dispatcher import as_request_id
 from mcp.shared.message import SessionMessage
 
 from peers.constants import CHANNEL_METHOD
 
-__all__ = ["CancelTap", "StreamWrapper", "TrackedWriter", "cancelled_id", "response_id"]
+__all__ = [
+    "CancelTap",
+    "StreamWrapper",
+    "TrackedWriter",
+    "cancelled_id",
+    "receive_eagerly",
+    "response_id",
+    "send_eagerly",
+]
 
 RequestId = str | int
 Report = Callable[[RequestId], None]
+
+
+# anyio's memory streams give the loop a turn on every send and receive, even when the
+# item can pass at once: several turns per message on the wire of a busy session. These
+# pass it at once when they can, and wait as send() and receive() do when not. Streams
+# without the nowait methods (the SDK's own stdio streams wrap theirs) are awaited.
+async def send_eagerly(stream: Any, item: Any) -> None:
+    """``await stream.send(item)``, without a turn of the loop when there is room."""
+    nowait = getattr(stream, "send_nowait", None)
+    if nowait is not None:
+        try:
+            nowait(item)
+        except anyio.WouldBlock:
+            pass
+        else:
+            return
+    await stream.send(item)
+
+
+async def receive_eagerly(stream: Any) -> Any:
+    """``await stream.receive()``, without a turn of the loop when an item waits."""
+    nowait = getattr(stream, "receive_nowait", None)
+    if nowait is not None:
+        try:
+            return nowait()
+        except anyio.WouldBlock:
+            pass
+    return await stream.receive()
 
 
 def cancelled_id(message: types.JSONRPCMessage) -> RequestId | None:
@@ -155,7 +192,7 @@ class CancelTap(StreamWrapper):
 
     async def receive(self) -> Any:
         self._report()
-        item = await self.inner.receive()
+        item = await receive_eagerly(self.inner)
         self._note(item)
         return item
 
@@ -163,8 +200,8 @@ class CancelTap(StreamWrapper):
         return self
 
     async def __anext__(self) -> Any:
-        self._report()
-        item = await self.inner.__anext__()
-        self._note(item)
-        return item
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 

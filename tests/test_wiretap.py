@@ -25,9 +25,52 @@ from peers.server import PeersServer
 from peers.service import PeersService, Sender
 from peers.session import Session
 from peers.transports import create_transport
-from peers.wiretap import CancelTap, TrackedWriter, response_id
+from peers.wiretap import CancelTap, TrackedWriter, receive_eagerly, response_id, send_eagerly
 
 pytestmark = pytest.mark.anyio
+
+
+class AwaitOnly:
+    """A stream with only the awaitable methods (as the SDK's own stdio streams)."""
+
+    def __init__(self, send: Any, receive: Any) -> None:
+        self._send, self._receive = send, receive
+
+    async def send(self, item: Any) -> None:
+        await self._send.send(item)
+
+    async def receive(self) -> Any:
+        return await self._receive.receive()
+
+
+async def test_eager_sends_and_receives_take_no_turn_of_the_loop_when_they_can_pass() -> None:
+    """A send with room and a receive with an item waiting let no other task run (anyio's
+    own send and receive give the loop a turn each, several per message); otherwise they
+    wait as send and receive do, and streams without the nowait methods are awaited."""
+    send, receive = anyio.create_memory_object_stream[int](1)
+    others: list[str] = []
+
+    async def other() -> None:
+        others.append("ran")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        await send_eagerly(send, 1)
+        assert await receive_eagerly(receive) == 1
+        assert others == []  # neither gave the loop a turn
+        tg.start_soon(send_eagerly, send, 2)
+        assert await receive_eagerly(receive) == 2  # waited for the sender
+        await send_eagerly(send, 3)
+        tg.start_soon(receive_eagerly, receive)  # takes 3
+        await send_eagerly(send, 4)  # full until the receiver ran: waited
+        assert others == ["ran"]
+        assert receive.receive_nowait() == 4
+        wrapped = AwaitOnly(send, receive)
+        await send_eagerly(wrapped, 5)
+        assert await receive_eagerly(wrapped) == 5
+        send.close()
+        with pytest.raises(anyio.EndOfStream):
+            await receive_eagerly(receive)
 
 
 def test_response_ids() -> None:
