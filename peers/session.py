@@ -213,8 +213,10 @@ class Session:
         # Tool results whose write to the client completed: a push made at epoch e is
         # one a working channel has shown once a result of a later epoch went out.
         self.results_written = 0
-        # One fetch-and-decide at a time: push, tool results and hooks share it.
-        self._mail_lock = anyio.Lock()
+        # One fetch-and-decide at a time: push, tool results and hooks share it. Taken
+        # without a turn of the loop when free (fast_acquire): a busy session takes it
+        # several times per message.
+        self._mail_lock = anyio.Lock(fast_acquire=True)
         # The agent's set_summary and the git refresh must not overwrite each other.
         self._summary_lock = anyio.Lock()
         self._stopping = False
@@ -775,7 +777,7 @@ class Session:
             if self._pushed:
                 await self._settle_pushes(since, asked_at, due_only=True)
             if self.push_state is PushState.CONFIRMED:
-                return await self._take_pushed(since, budget, asked_at)
+                return self._take_pushed(since, budget, asked_at)
         if self._pushed:
             await self._settle_pushes(since, asked_at)
         async with self._mail_lock:
@@ -816,28 +818,32 @@ class Session:
             on_channel=tuple(on_channel),
         )
 
-    async def _take_pushed(self, since: int, budget: int, asked_at: float) -> Handout:
+    def _take_pushed(self, since: int, budget: int, asked_at: float) -> Handout:
         """:meth:`take_mail` where the channel is confirmed: the pushes due to this result.
 
         The channel delivers new mail within milliseconds, so reading the mailbox for
         every tool result would be work for nothing (a third of a busy session's
         send rate); what a result may still owe the model is a push the transcript
         has not shown, and those are all known here.
+
+        No await from here on, so no mail lock: the push loop, which holds it while
+        it writes, never leaves ``_pushed`` half changed across an await, and pushes
+        nothing reserved. Waiting for it made nearly every result of a busy session
+        wait for a push's write.
         """
-        async with self._mail_lock:
-            chosen: list[Message] = []
-            unsure: set[str] = set()
-            for message_id, pushed in self._pushed.items():
-                if message_id in self._shown or message_id in self._reserved:
-                    continue
-                due, maybe_seen = self._due(message_id, pushed, since, asked_at)
-                if not due:
-                    continue
-                chosen.append(pushed.message)
-                if maybe_seen:
-                    unsure.add(message_id)
-            kept = _within(chosen, budget)
-            self._reserved.update(m.id for m in kept)
+        chosen: list[Message] = []
+        unsure: set[str] = set()
+        for message_id, pushed in self._pushed.items():
+            if message_id in self._shown or message_id in self._reserved:
+                continue
+            due, maybe_seen = self._due(message_id, pushed, since, asked_at)
+            if not due:
+                continue
+            chosen.append(pushed.message)
+            if maybe_seen:
+                unsure.add(message_id)
+        kept = _within(chosen, budget)
+        self._reserved.update(m.id for m in kept)
         return Handout(kept, frozenset(unsure & {m.id for m in kept}), len(chosen) - len(kept))
 
     # -- waiting for mail ------------------------------------------------------

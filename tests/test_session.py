@@ -603,3 +603,36 @@ async def test_with_a_confirmed_channel_results_leave_new_mail_to_it(rig: Rig) -
         assert [m.id for m in checked.messages] == [message.id]
 
     await running(rig, body)
+
+
+async def test_a_result_takes_its_owed_pushes_while_a_push_is_being_written(rig: Rig) -> None:
+    """With a confirmed channel, a result's mail is what pushes owe it, known in memory: it
+    does not wait for the push loop, which holds the mail lock while a push is written
+    (a slow client, or a busy one: before, nearly every result waited for a write)."""
+    writing = anyio.Event()
+    stuck_body = "written to a client that does not read"
+
+    async def deliver(message: Message, sender: Peer | None) -> None:
+        if message.body == stuck_body:
+            writing.set()
+            await anyio.sleep_forever()
+        rig.pushed.append(message.id)
+
+    async with anyio.create_task_group() as tg:
+        rig.session.start(tg, deliver)
+        first = await rig.send("proves the channel")
+        await rig.pushed_all(first)
+        rig.show(first)
+        with anyio.fail_after(10):
+            while rig.session.push_state is not PushState.CONFIRMED:
+                await anyio.sleep(0.01)
+        owed = await rig.send("pushed, the transcript silent on it")
+        await rig.pushed_all(owed)
+        rig.session.result_written()  # a result went out after it: it is due
+        await rig.send(stuck_body)
+        with anyio.fail_after(10):
+            await writing.wait()
+        with anyio.fail_after(5):
+            handout = await rig.session.take_mail(rig.session.call_started(), channel_first=True)
+        assert [m.id for m in handout.messages] == [owed.id]
+        tg.cancel_scope.cancel()
