@@ -197,7 +197,8 @@ class Transcript:
                     self.caught_up = True
                     return True
                 fh.seek(self._offset)
-                chunk = fh.read(_MAX_READ)
+                # What was appended, not a buffer of the cap: read(n) sets n bytes aside.
+                chunk = fh.read(min(_MAX_READ, st.st_size - self._offset))
         except OSError:
             return False
         end = chunk.rfind(b"\n") + 1

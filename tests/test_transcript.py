@@ -210,3 +210,21 @@ def test_ids_no_longer_waited_on_are_forgotten(tmp_path: Path) -> None:
     assert transcript.received == {"m7", "m9", "m600"}
     transcript.keep_only(set())
     assert transcript.shown == transcript.received == set()
+
+
+def test_a_read_sets_aside_what_was_appended_not_the_cap(tmp_path: Path) -> None:
+    """Read for every tool call while pushes wait: a buffer of the 8 MiB cap per read was
+    a busy session's largest allocation, and its heap kept the mark."""
+    import tracemalloc
+
+    path = tmp_path / "t.jsonl"
+    write(path, idle_shown("m1"))
+    transcript = Transcript(path, "peers")
+    tracemalloc.start()
+    try:
+        assert transcript.read()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert transcript.shown == {"m1"}
+    assert peak < 256 * 1024
