@@ -76,6 +76,15 @@ class Rig:
             while not all(m.id in self.pushed for m in messages):
                 await anyio.sleep(0.01)
 
+    async def confirm_channel(self) -> None:
+        """Push a message and show it in the transcript: the channel is proven to work."""
+        first = await self.send("proves the channel")
+        await self.pushed_all(first)
+        self.show(first)
+        with anyio.fail_after(10):
+            while self.session.push_state is not PushState.CONFIRMED:
+                await anyio.sleep(0.01)
+
     async def pending_ids(self) -> list[str]:
         return [m.id for m in await self.service.pending(self.me.id)]
 
@@ -580,12 +589,7 @@ async def test_more_unproven_pushes_than_the_fetch_window_do_not_stop_newer_push
 
 async def test_with_a_confirmed_channel_results_leave_new_mail_to_it(rig: Rig) -> None:
     async def body() -> None:
-        first = await rig.send("proves the channel")
-        await rig.pushed_all(first)
-        rig.show(first)
-        with anyio.fail_after(10):
-            while rig.session.push_state is not PushState.CONFIRMED:
-                await anyio.sleep(0.01)
+        await rig.confirm_channel()
         # A result of a busy session: new mail is the channel's, not this result's...
         rig.pushed.clear()
         message = await rig.send("comes by channel")
@@ -620,12 +624,7 @@ async def test_a_result_takes_its_owed_pushes_while_a_push_is_being_written(rig:
 
     async with anyio.create_task_group() as tg:
         rig.session.start(tg, deliver)
-        first = await rig.send("proves the channel")
-        await rig.pushed_all(first)
-        rig.show(first)
-        with anyio.fail_after(10):
-            while rig.session.push_state is not PushState.CONFIRMED:
-                await anyio.sleep(0.01)
+        await rig.confirm_channel()
         owed = await rig.send("pushed, the transcript silent on it")
         await rig.pushed_all(owed)
         rig.session.result_written()  # a result went out after it: it is due
