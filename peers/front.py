@@ -253,6 +253,15 @@ _HTTP_ONLY = (
     "mcp.server.streamable_http_manager",
     "mcp.server.transport_security",
 )
+# Likewise the installed packages' metadata, which pydantic imports two names of as it
+# loads: ``version`` (networks.py, asked only when an email field is validated) and
+# ``entry_points`` (its plugin loader, which peers serve turns off: see
+# PLUGINS_OFF). Not loading importlib.metadata leaves out email, zipfile, csv and
+# the rest it takes, about 1 MB of a session.
+_METADATA = ("importlib.metadata",)
+# pydantic scans every installed package for plugins as it builds its first model,
+# through importlib.metadata; an MCP server over stdio has no use for them. Unless set.
+PLUGINS_OFF = ("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 
 class _Deferred:
@@ -291,8 +300,11 @@ def _placeholder(name: str) -> ModuleType:
 
 @contextlib.contextmanager
 def _http_deferred() -> Iterator[None]:
-    """The HTTP-only modules as placeholders while the SDK loads, real ones after."""
-    placed = {name: _placeholder(name) for name in _HTTP_ONLY if name not in sys.modules}
+    """The HTTP-only and metadata modules as placeholders while the SDK loads, real ones
+    after."""
+    placed = {
+        name: _placeholder(name) for name in (*_HTTP_ONLY, *_METADATA) if name not in sys.modules
+    }
     sys.modules.update(placed)
     try:
         yield
@@ -328,6 +340,7 @@ def defer_model_builds() -> bool:
 
 def load_sdk() -> ModuleType:
     """Import :mod:`peers.serve` with the SDK's server half only (the whole SDK if that fails)."""
+    os.environ.setdefault(*PLUGINS_OFF)
     defer_model_builds()
     # Optional imports of libraries on this path that nothing here needs: structlog
     # takes rich, when installed, for pretty tracebacks; sse_starlette (the SDK's HTTP

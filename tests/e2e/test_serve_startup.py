@@ -435,6 +435,41 @@ def test_serve_loads_the_server_half_of_the_sdk_only() -> None:
     assert python(_LOADED).split(" ", 1) == ["peers.serve", "[]\n"]
 
 
+_METADATA = (
+    "import sys, os; os.environ.pop('PYDANTIC_DISABLE_PLUGINS', None)\n"
+    "from peers.front import load_sdk; serve = load_sdk()\n"
+    "import peers.transports.sqlite, mcp_types\n"
+    "from peers.models import Message\n"
+    "Message(id='m', namespace='n', sender_id='a', recipient_id='b', body='hi', sent_at=1.0)\n"
+    "mcp_types.jsonrpc_message_adapter.validate_json('{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"ping\"}')\n"
+    "print(sorted(m for m in ('importlib.metadata', 'email.message', 'zipfile', 'csv') if m in sys.modules))\n"
+    "import pydantic.networks, pydantic.plugin._loader as loader\n"
+    "print(pydantic.networks.version('pydantic') == pydantic.VERSION, list(loader.get_plugins()))\n"
+    "print('importlib.metadata' in sys.modules)\n"
+)
+
+
+@pytest.mark.slow
+def test_serve_loads_no_package_metadata_and_pydantic_still_reads_it_when_asked() -> None:
+    """pydantic imports importlib.metadata's version and entry_points as it loads: they
+    resolve when first used; its plugin scan, which would use them at once, is off."""
+    first, second, third = python(_METADATA).splitlines()
+    assert first == "[]"
+    assert second == "True []"
+    assert third == "True"  # loaded once asked for, for real
+
+
+@pytest.mark.slow
+def test_a_user_who_sets_the_plugin_switch_keeps_the_plugin_scan() -> None:
+    script = (
+        "import sys; from peers.front import load_sdk; serve = load_sdk()\n"
+        "from peers.models import Message\n"
+        "Message(id='m', namespace='n', sender_id='a', recipient_id='b', body='hi', sent_at=1.0)\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    assert python(script, PYDANTIC_DISABLE_PLUGINS="").split() == ["True"]
+
+
 @pytest.mark.slow
 def test_serve_loads_the_whole_sdk_when_its_server_half_needs_it() -> None:
     # The first import fails as it would if an SDK release read mcp's attributes.
