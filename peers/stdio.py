@@ -51,10 +51,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 
 from peers.admission import Admission
-from peers.constants import CHANNEL_METHOD
 from peers.front import two_pipes
 from peers.log import get_logger
-from peers.wiretap import RequestId, receive_eagerly, response_id, send_eagerly
+from peers.wiretap import RequestId, is_push, receive_eagerly, response_id, send_eagerly
 
 __all__ = ["LineReader", "LineWriter", "Wire", "event_loop_stdio"]
 
@@ -141,11 +140,6 @@ READ_BUFFER = 16
 WRITE_BUFFER = 64
 
 
-def _is_push(message: SessionMessage) -> bool:
-    msg = message.message
-    return isinstance(msg, types.JSONRPCNotification) and msg.method == CHANNEL_METHOD
-
-
 async def _read_messages(
     lines: LineReader,
     messages: MemoryObjectSendStream[SessionMessage | Exception],
@@ -229,7 +223,7 @@ class Wire:
                                 self.admission.done(rid)
                                 if self.on_written is not None:
                                     self.on_written(rid)
-                            elif _is_push(message):
+                            elif is_push(message.message):
                                 self.pushes_written += 1
                         if self.on_write is not None:
                             self.on_write()

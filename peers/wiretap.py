@@ -36,6 +36,7 @@ __all__ = [
     "StreamWrapper",
     "TrackedWriter",
     "cancelled_id",
+    "is_push",
     "receive_eagerly",
     "response_id",
     "send_eagerly",
@@ -78,6 +79,11 @@ def cancelled_id(message: types.JSONRPCMessage) -> RequestId | None:
     if isinstance(message, types.JSONRPCNotification) and message.method == "notifications/cancelled":
         return as_request_id((message.params or {}).get("requestId"))
     return None
+
+
+def is_push(message: types.JSONRPCMessage) -> bool:
+    """Whether a message is a channel push (Claude Code's channel notification)."""
+    return isinstance(message, types.JSONRPCNotification) and message.method == CHANNEL_METHOD
 
 
 def response_id(message: types.JSONRPCMessage) -> RequestId | None:
@@ -155,7 +161,7 @@ class TrackedWriter(StreamWrapper):
             raise
         if rid is not None and self._written is not None:
             self._written(rid)
-        if isinstance(msg, types.JSONRPCNotification) and msg.method == CHANNEL_METHOD:
+        if is_push(msg):
             self.channel_sent += 1
 
 
