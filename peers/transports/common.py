@@ -81,7 +81,7 @@ def check_fetch_limit(limit: int) -> None:
         raise InvalidInput(f"fetch limit must be at least 1, not {limit}")
 
 
-def unique_ids(message_ids: Sequence[str]) -> list[str]:
+def unique_ids(message_ids: Iterable[str]) -> list[str]:
     """Message ids without repeats, in the order given (a repeated id counts once)."""
     return list(dict.fromkeys(message_ids))
 

@@ -107,7 +107,7 @@ class MailboxMixin(RegistryMixin):
         """The recipient's pending messages not in ``skip``, oldest first, without consuming them."""
         common.check_fetch_limit(limit)
         mailbox = self._keys.mailbox(recipient_id)
-        skipped = common.unique_ids(list(skip))  # each counts once against the limit
+        skipped = common.unique_ids(skip)  # each counts once against the limit
         for attempt in range(2):
             try:
                 found = await self._run("fetch", mailbox, recipient_id, limit, *skipped)
