@@ -299,7 +299,7 @@ def _placeholder(name: str) -> ModuleType:
 
 
 @contextlib.contextmanager
-def _http_deferred() -> Iterator[None]:
+def _placeholders_while_loading() -> Iterator[None]:
     """The HTTP-only and metadata modules as placeholders while the SDK loads, real ones
     after."""
     placed = {
@@ -349,7 +349,7 @@ def load_sdk() -> ModuleType:
         sys.modules.setdefault(optional, None)  # type: ignore[arg-type]
     # An SDK release whose server modules need those packages, or use an HTTP name
     # as they load, is imported again, whole.
-    return leanimport.import_without_inits("peers.serve", _SKIPPED_INITS, _http_deferred)
+    return leanimport.import_without_inits("peers.serve", _SKIPPED_INITS, _placeholders_while_loading)
 
 
 class _Stop(BaseException):
