@@ -106,8 +106,11 @@ def test_a_message_sent_before_a_prompt_reaches_the_model_with_it(
 ) -> None:
     name = f"{client}-before"
     driver = _driver(make_driver, client, server_env={"PEERS_NAME": name})
-    fake_model.play(Say("ok"))
+    # whoami answers once the session is registered: Claude Code may otherwise end
+    # its print-mode run (and stop the server) before the name was ever recorded.
+    fake_model.play(Call("whoami"), Say("ok"))
     driver.run("Hello.", *_hook_args(client))  # the name exists now; the session has left
+    assert name in fake_model.agent_requests()[-1].context(), "whoami never answered with the name"
     body = f"before-prompt probe for {client}: main is frozen for the release"
     store.send(name, body)
 
