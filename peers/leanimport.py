@@ -21,10 +21,17 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
+from typing import Any
 
-__all__ = ["enable", "enabled", "import_without_inits", "skip_package_inits"]
+__all__ = [
+    "enable",
+    "enabled",
+    "import_without_inits",
+    "resolved_on_first_use",
+    "skip_package_inits",
+]
 
 _enabled = False
 
@@ -88,3 +95,32 @@ def import_without_inits(
         for module in chain:
             sys.modules.pop(module, None)
         return importlib.import_module(name)
+
+
+class _StandIn(ModuleType):
+    """A module's stand-in: the first attribute asked of it imports the real module."""
+
+    def __getattr__(self, attr: str) -> Any:
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]  # or the import below would find this stand-in again
+        return getattr(importlib.import_module(name), attr)
+
+
+@contextlib.contextmanager
+def resolved_on_first_use(names: Sequence[str]) -> Iterator[None]:
+    """Stand-ins for the modules ``names`` while the block imports.
+
+    A module that binds one as it loads (``from importlib import metadata``) and uses
+    it later gets the real module's attributes then; one that uses it at once (``from
+    importlib.metadata import version``) imports the real module at once. Either way it
+    sees the real thing; only a module that is never used is never loaded.
+    """
+    placed = {name: _StandIn(name) for name in names if name not in sys.modules}
+    sys.modules.update(placed)
+    try:
+        yield
+    finally:
+        for name, module in placed.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]

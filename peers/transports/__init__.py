@@ -31,6 +31,10 @@ __all__ = [
 # none of which a transport uses (about 1 MB of each session); its modules are
 # imported by their own paths (see peers.leanimport).
 _LEAN = {"peers.transports.redis": ("redis", "redis.asyncio")}
+# redis.utils binds importlib.metadata as it loads, for the library version it sends
+# in CLIENT SETINFO, which peers turns off (driver_info=None): loaded only if used.
+# It would bring email, zipfile and csv with it, about 1.3 MB of a session.
+_UNUSED = ("importlib.metadata",)
 
 # scheme -> "module:Class"
 SCHEMES: dict[str, str] = {
@@ -60,7 +64,9 @@ def transport_class(url: str) -> type[Transport]:
     module_name, class_name = SCHEMES[check_scheme(url)].split(":")
     lean = _LEAN.get(module_name)
     if lean and leanimport.enabled():
-        module = leanimport.import_without_inits(module_name, lean)
+        module = leanimport.import_without_inits(
+            module_name, lean, lambda: leanimport.resolved_on_first_use(_UNUSED)
+        )
     else:
         module = importlib.import_module(module_name)
     cls: type[Transport] = getattr(module, class_name)

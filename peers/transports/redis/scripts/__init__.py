@@ -1,4 +1,4 @@
-"""The Redis transport's server-side scripts, one ``.lua`` file each, loaded with importlib.resources.
+"""The Redis transport's server-side scripts, one ``.lua`` file each beside this module.
 
 Each script is sent as a prelude (the namespace's key stems and constants as Lua
 locals, built from :class:`peers.keys.RedisKeys`, the one place for key names;
@@ -10,7 +10,8 @@ key of the namespace, which routes the script to its slot on Redis Cluster.
 from __future__ import annotations
 
 import functools
-from importlib import resources
+import os
+from typing import Any
 
 from peers import constants as c
 from peers.keys import RedisKeys
@@ -41,7 +42,11 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
 
 @functools.cache
 def _read(name: str) -> str:
-    return resources.files(__package__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    # The module's own loader reads a file beside it, from a directory or a zip alike:
+    # what importlib.resources would do, without the zipfile and readers it imports.
+    loader: Any = __spec__.loader
+    data: bytes = loader.get_data(os.path.join(os.path.dirname(__file__), f"{name}.lua"))
+    return data.decode("utf-8")
 
 
 def _lua_string(text: str) -> str:
