@@ -16,7 +16,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio.client import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -24,13 +23,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from peers import constants as c
 from peers.keys import RedisKeys
 from peers.models import Check, CheckStatus
+from peers.transports.redis.client import Client
 
 __all__ = ["permission_checks", "server_checks"]
 
 _NAME = "redis permissions"
 
 
-async def permission_checks(client: Redis, keys: RedisKeys) -> list[Check]:
+async def permission_checks(client: Client, keys: RedisKeys) -> list[Check]:
     """One check: every command the transport needs succeeds on this namespace's keys."""
     base = f"{keys.prefix}doctor:{secrets.token_hex(4)}:"
     s, h, z, x, ch, st = (base + suffix for suffix in ("s", "h", "z", "x", "c", "t"))
@@ -150,7 +150,7 @@ async def permission_checks(client: Redis, keys: RedisKeys) -> list[Check]:
     ]
 
 
-async def _subscribe(client: Redis, channel: str) -> None:
+async def _subscribe(client: Client, channel: str) -> None:
     pubsub = client.pubsub()
     try:
         await pubsub.subscribe(channel)
@@ -158,7 +158,7 @@ async def _subscribe(client: Redis, channel: str) -> None:
         await pubsub.get_message(timeout=1.0)
         await pubsub.unsubscribe(channel)
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
 
 
 def server_checks(facts: dict[str, str], url: str) -> list[Check]:

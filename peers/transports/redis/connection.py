@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from redis.asyncio.client import Redis
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
@@ -39,6 +38,7 @@ from peers.redact import redact_url
 from peers.transports.base import Capabilities, Transport
 from peers.transports.redis import scripts
 from peers.transports.redis.batching import Coalescer
+from peers.transports.redis.client import Client
 from peers.transports.redis.doorbell import Doorbell
 from peers.transports.redis.replies import text
 from peers.transports.redis.url import build_clients, check_redis_url, describe
@@ -87,7 +87,7 @@ class RedisStore(Transport):
         name="redis", cross_host=True, push=True, events=True, networked=True
     )
 
-    def __init__(self, settings: Settings, client: Redis | None = None) -> None:
+    def __init__(self, settings: Settings, client: Any = None) -> None:
         self.namespace = settings.namespace
         self.host = settings.host
         self._settings = settings
@@ -99,8 +99,8 @@ class RedisStore(Transport):
         self._given = client
         self._url = redact_url(settings.url) if client is None else describe(client, settings)
         # Commands, and a second client for pub/sub (doorbells, events).
-        self._r: Redis | None = None
-        self._rb: Redis | None = None
+        self._r: Client | None = None
+        self._rb: Client | None = None
         self._doorbell: Doorbell | None = None
         self._scripts: dict[str, Any] = {}
         self._sends: Coalescer[Any, str] | None = None
@@ -116,8 +116,10 @@ class RedisStore(Transport):
         return cls(settings)
 
     @classmethod
-    def from_client(cls, client: Redis, settings: Settings) -> Self:
-        """A transport on a ready-made redis.asyncio client (fakeredis in tests); the caller closes it."""
+    def from_client(cls, client: Any, settings: Settings) -> Self:
+        """A transport on a ready-made redis.asyncio client (fakeredis in tests); the caller closes it.
+
+        Any ``redis.asyncio.Redis`` has every method of :class:`Client` that the transport calls."""
         return cls(settings, client=client)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -183,7 +185,7 @@ class RedisStore(Transport):
     def _not_connected(self) -> BackendUnavailable:
         return BackendUnavailable(f"not connected to Redis at {self._url}: call connect() first")
 
-    def _client(self) -> Redis:
+    def _client(self) -> Client:
         if self._r is None:
             raise self._not_connected()
         return self._r

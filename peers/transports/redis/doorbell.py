@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio.client import PubSub, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -25,6 +24,7 @@ from peers import constants as c
 from peers.keys import RedisKeys
 from peers.log import get_logger
 from peers.tasks import cancel_and_wait
+from peers.transports.redis.client import Client, PubSub
 from peers.transports.redis.replies import text
 
 __all__ = ["Doorbell", "Setbacks", "Silence", "note", "retry_delay"]
@@ -155,7 +155,7 @@ class Bell:
         if reader is not None:
             await cancel_and_wait(reader)
         with contextlib.suppress(RedisError, OSError):
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self.pubsub.aclose()
         self.rung.set()  # release waiters: they re-fetch and find the transport closed
 
 
@@ -166,7 +166,7 @@ class Doorbell:
     ring that comes while nobody waits stays set until the next wait.
     """
 
-    def __init__(self, client: Redis, keys: RedisKeys, quiet: Callable[[], float]) -> None:
+    def __init__(self, client: Client, keys: RedisKeys, quiet: Callable[[], float]) -> None:
         self._client = client
         self._keys = keys
         self._bells: dict[str, Bell] = {}
@@ -186,12 +186,12 @@ class Doorbell:
             if self._bells.get(peer_id) is bell:
                 del self._bells[peer_id]
             with contextlib.suppress(RedisError, OSError):
-                await bell.pubsub.aclose()  # type: ignore[no-untyped-call]
+                await bell.pubsub.aclose()
             raise
         if self._bells.get(peer_id) is not bell:
             # Closed (or removed) while subscribing: nobody will close this one.
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             return
         bell.reader = asyncio.create_task(bell.read(), name=f"peers-redis-doorbell-{peer_id}")
         # A send right after register() returns must find the subscription in place.

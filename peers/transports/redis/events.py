@@ -16,10 +16,10 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
-from redis.asyncio.client import Redis
 from redis.exceptions import RedisError
 
 from peers.models import Event, EventKind
+from peers.transports.redis.client import Client
 from peers.transports.redis.doorbell import Setbacks, Silence, note
 from peers.transports.redis.mailbox import MailboxMixin
 from peers.transports.redis.replies import entries, entry_ms, stream_id, text
@@ -129,10 +129,10 @@ class EventsMixin(MailboxMixin):
                     yield event
         finally:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
 
     async def _log_after(
-        self, client: Redis, cursor: tuple[int, int]
+        self, client: Client, cursor: tuple[int, int]
     ) -> list[tuple[str, dict[str, str] | None]]:
         """Every log entry after ``cursor``, oldest first."""
         out: list[tuple[str, dict[str, str] | None]] = []

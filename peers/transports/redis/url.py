@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from redis.asyncio.client import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -18,6 +17,7 @@ from peers import constants as c
 from peers.config import Settings
 from peers.errors import ConfigError
 from peers.redact import redact_url
+from peers.transports.redis.client import Client
 
 __all__ = ["SCHEMES", "build_clients", "check_redis_url", "describe"]
 
@@ -31,7 +31,7 @@ def check_redis_url(url: str) -> None:
         )
 
 
-def build_clients(settings: Settings, shown: str) -> tuple[Redis, Redis]:
+def build_clients(settings: Settings, shown: str) -> tuple[Client, Client]:
     """A client for commands (bounded per call) and one for pub/sub (its socket timeout
     outlasts its reads' wait, or redis-py raises)."""
     s = settings
@@ -55,13 +55,13 @@ def build_clients(settings: Settings, shown: str) -> tuple[Redis, Redis]:
             if value:
                 options[option] = value
 
-    def build(socket_timeout: float | None) -> Redis:
+    def build(socket_timeout: float | None) -> Client:
         retry = Retry(
             ExponentialBackoff(cap=c.REDIS_BACKOFF_CAP, base=c.REDIS_BACKOFF_BASE),
             c.REDIS_RETRIES,
         )
         try:
-            return Redis.from_url(s.url, socket_timeout=socket_timeout, retry=retry, **options)
+            return Client.from_url(s.url, socket_timeout=socket_timeout, retry=retry, **options)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"PEERS_URL {shown!r} is not usable: {exc}") from None
 
@@ -70,7 +70,7 @@ def build_clients(settings: Settings, shown: str) -> tuple[Redis, Redis]:
     return commands, blocking
 
 
-def describe(client: Redis, settings: Settings) -> str:
+def describe(client: Any, settings: Settings) -> str:
     """Where a ready-made client points, for messages (password never shown)."""
     if type(client).__module__.split(".")[0] == "fakeredis":
         return "fakeredis"
