@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 from support import RedisProcess
 
 from peers.transports.redis.client import Client, PubSub
@@ -220,3 +220,30 @@ async def test_ignored_subscribe_messages_are_not_returned(pair: tuple[Client, A
         assert first["type"] == "message" and first["data"] == "x"
     finally:
         await pubsub.aclose()
+
+
+async def test_bad_arguments_are_refused_before_anything_is_sent(pair: tuple[Client, Any]) -> None:
+    ours, _ = pair
+    with pytest.raises(DataError, match="offset"):
+        await ours.zrange(_key("z"), 0, -1, offset=1)
+    with pytest.raises(DataError, match="XRANGE count"):
+        await ours.xrange(_key("x"), count=0)
+    with pytest.raises(DataError, match="XREVRANGE count"):
+        await ours.xrevrange(_key("x"), count=-1)
+
+
+async def test_an_unsubscribe_takes_effect_when_replies_are_not_decoded(
+    redis_server: RedisProcess,
+) -> None:
+    raw = Client.from_url(redis_server.url, driver_info=None)  # bytes replies
+    channel = _key("raw")
+    pubsub = raw.pubsub()
+    try:
+        await pubsub.subscribe(channel)
+        assert (await _next(pubsub, "subscribe"))["channel"] == channel.encode()
+        await pubsub.unsubscribe(channel)
+        await _next(pubsub, "unsubscribe")
+        assert not pubsub.subscribed  # a reconnect would not subscribe again
+    finally:
+        await pubsub.aclose()
+        await raw.aclose()

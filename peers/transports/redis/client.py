@@ -21,7 +21,7 @@ from typing import Any, Self
 from redis._parsers import helpers as _helpers  # noqa: F401
 from redis._parsers.response_callbacks import get_response_callbacks
 from redis.asyncio.connection import Connection, ConnectionPool
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 
 __all__ = ["Client", "Pipeline", "PubSub", "Script"]
 
@@ -71,19 +71,19 @@ class Commands:
         pieces: list[Any] = ["ZRANGE", name, start, end]
         if byscore:
             pieces.append("BYSCORE")
-        if offset is not None and num is not None:
+        if (offset is None) != (num is None):
+            raise DataError("``offset`` and ``num`` must both be specified.")
+        if offset is not None:
             pieces += ["LIMIT", offset, num]
         return self.execute_command(*pieces, withscores=False, score_cast_func=float)
 
     def xrange(self, name: str, min: str = "-", max: str = "+", count: int | None = None) -> Any:
-        count_args = ["COUNT", str(count)] if count is not None else []
-        return self.execute_command("XRANGE", name, min, max, *count_args)
+        return self.execute_command("XRANGE", name, min, max, *_count("XRANGE", count))
 
     def xrevrange(
         self, name: str, max: str = "+", min: str = "-", count: int | None = None
     ) -> Any:
-        count_args = ["COUNT", str(count)] if count is not None else []
-        return self.execute_command("XREVRANGE", name, max, min, *count_args)
+        return self.execute_command("XREVRANGE", name, max, min, *_count("XREVRANGE", count))
 
     def xdel(self, name: str, *ids: str) -> Any:
         return self.execute_command("XDEL", name, *ids)
@@ -104,6 +104,14 @@ class Commands:
 
     def info(self, section: str) -> Any:
         return self.execute_command("INFO", section)
+
+
+def _count(command: str, count: int | None) -> list[str]:
+    if count is None:
+        return []
+    if not isinstance(count, int) or count < 1:
+        raise DataError(f"{command} count must be a positive integer")
+    return ["COUNT", str(count)]
 
 
 class Client(Commands):
@@ -155,7 +163,8 @@ class Client(Commands):
         return Script(self, script)
 
     async def aclose(self) -> None:
-        await self.connection_pool.disconnect()
+        # aclose, not disconnect: it also ends the pool's maintenance-notification tasks.
+        await self.connection_pool.aclose()
 
 
 class Pipeline(Commands):
@@ -304,9 +313,11 @@ class PubSub:
         if kind == "pong":
             return {"type": kind, "pattern": None, "channel": None, "data": reply[1]}
         message = {"type": kind, "pattern": None, "channel": reply[1], "data": reply[2]}
-        if kind == "unsubscribe" and reply[1] in self._leaving:
-            self._leaving.discard(reply[1])
-            self._channels.discard(reply[1])
+        # Names are kept as given (text); a client that does not decode answers in bytes.
+        channel = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
+        if kind == "unsubscribe" and channel in self._leaving:
+            self._leaving.discard(channel)
+            self._channels.discard(channel)
         if self._ignore_subscribe_messages and kind in ("subscribe", "unsubscribe"):
             return None
         return message
