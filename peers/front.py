@@ -302,16 +302,8 @@ def _placeholder(name: str) -> ModuleType:
 def _placeholders_while_loading() -> Iterator[None]:
     """The HTTP-only and metadata modules as placeholders while the SDK loads, real ones
     after."""
-    placed = {
-        name: _placeholder(name) for name in (*_HTTP_ONLY, *_METADATA) if name not in sys.modules
-    }
-    sys.modules.update(placed)
-    try:
+    with leanimport.standing_in({name: _placeholder(name) for name in (*_HTTP_ONLY, *_METADATA)}):
         yield
-    finally:
-        for name, module in placed.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
 
 
 def defer_model_builds() -> bool:

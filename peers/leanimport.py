@@ -21,7 +21,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "import_without_inits",
     "resolved_on_first_use",
     "skip_package_inits",
+    "standing_in",
 ]
 
 _enabled = False
@@ -116,7 +117,14 @@ def resolved_on_first_use(names: Sequence[str]) -> Iterator[None]:
     importlib.metadata import version``) imports the real module at once. Either way it
     sees the real thing; only a module that is never used is never loaded.
     """
-    placed = {name: _StandIn(name) for name in names if name not in sys.modules}
+    with standing_in({name: _StandIn(name) for name in names}):
+        yield
+
+
+@contextlib.contextmanager
+def standing_in(modules: Mapping[str, ModuleType]) -> Iterator[None]:
+    """``modules`` in sys.modules (those not imported yet) while the block runs, gone after."""
+    placed = {name: module for name, module in modules.items() if name not in sys.modules}
     sys.modules.update(placed)
     try:
         yield
