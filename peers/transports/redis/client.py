@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Self
 
 # helpers first: it and response_callbacks import each other, and helpers is the way in.
@@ -224,7 +224,7 @@ class Script:
         self.script = script
         self.sha = hashlib.sha1(script.encode()).hexdigest()
 
-    async def __call__(self, keys: Sequence[Any] = (), args: Iterable[Any] = ()) -> Any:
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         try:
             return await self._client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
