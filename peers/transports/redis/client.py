@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Self, TypeVar
 
 # helpers first: it and response_callbacks import each other, and helpers is the way in.
 from redis._parsers import helpers as _helpers  # noqa: F401
@@ -23,9 +23,12 @@ from redis._parsers.response_callbacks import get_response_callbacks
 from redis.asyncio.connection import Connection, ConnectionPool
 from redis.exceptions import DataError, NoScriptError, ResponseError
 
+from peers.transports.redis.replies import text
+
 __all__ = ["Client", "Pipeline", "PubSub", "Script"]
 
 Args = tuple[Any, ...]
+T = TypeVar("T")
 
 
 class Commands:
@@ -136,15 +139,20 @@ class Client(Commands):
         callback = self._callbacks.get(str(args[0]).upper())
         return reply if callback is None else callback(reply, **options)
 
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
+    async def on_connection(self, do: Callable[[Connection], Awaitable[T]]) -> T:
+        """``do`` on a pooled connection, retried (after a disconnect) as redis-py retries."""
         pool = self.connection_pool
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            return await conn.retry.call_with_retry(
-                lambda: self._send(conn, args, options), lambda _error: conn.disconnect()
+            result: T = await conn.retry.call_with_retry(
+                lambda: do(conn), lambda _error: conn.disconnect()
             )
+            return result
         finally:
             await pool.release(conn)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        return await self.on_connection(lambda conn: self._send(conn, args, options))
 
     async def _send(self, conn: Connection, args: Args, options: dict[str, Any]) -> Any:
         await conn.send_command(*args)
@@ -188,15 +196,7 @@ class Pipeline(Commands):
         queued, self._queue = self._queue, []
         if not queued:
             return []
-        pool = self._client.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            replies: list[Any] = await conn.retry.call_with_retry(
-                lambda: self._send(conn, queued), lambda _error: conn.disconnect()
-            )
-            return replies
-        finally:
-            await pool.release(conn)
+        return await self._client.on_connection(lambda conn: self._send(conn, queued))
 
     async def _send(self, conn: Connection, queued: Sequence[tuple[Args, dict[str, Any]]]) -> list[Any]:
         await conn.send_packed_command(conn.pack_commands(args for args, _ in queued))
@@ -309,12 +309,12 @@ class PubSub:
     def _message(self, reply: Any) -> dict[str, Any] | None:
         if isinstance(reply, bytes | str):  # a PING's answer: "PONG" (RESP3)
             reply = ["pong", "" if reply in ("PONG", b"PONG") else reply]
-        kind = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        kind = text(reply[0])
         if kind == "pong":
             return {"type": kind, "pattern": None, "channel": None, "data": reply[1]}
         message = {"type": kind, "pattern": None, "channel": reply[1], "data": reply[2]}
         # Names are kept as given (text); a client that does not decode answers in bytes.
-        channel = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
+        channel = text(reply[1])
         if kind == "unsubscribe" and channel in self._leaving:
             self._leaving.discard(channel)
             self._channels.discard(channel)
